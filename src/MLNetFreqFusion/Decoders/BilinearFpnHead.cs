@@ -7,7 +7,7 @@ namespace MLNetFreqFusion.Decoders;
 /// <summary>
 /// FPN head with bilinear top-down upsampling (the <see cref="SegmentationDecoder.BilinearFpn"/> baseline):
 /// lateral 1×1 convolutions to a common width, y_n = x_n, y_i = x_i + up(y_(i+1)), then a 3×3 convolution and the
-/// classifier on y_1. Same widths as the FreqFusion FPN head, so only the upsampling differs.
+/// classifier on y_1. Same widths as <see cref="FreqFusionFpnHead"/>, so only the upsampling differs.
 /// </summary>
 internal sealed class BilinearFpnHead : DecodeHead
 {

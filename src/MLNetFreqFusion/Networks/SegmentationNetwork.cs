@@ -85,13 +85,16 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
         if (stages.Length == 0 || stages.Any(s => s is < 0 or > 3) || stages.Zip(stages.Skip(1)).Any(p => p.Second <= p.First))
             throw new ArgumentException(
                 $"DecoderInputStages must be increasing stage indices in 0..3, got [{string.Join(", ", stages)}].", nameof(options));
+        if (options.Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn && stages.Zip(stages.Skip(1)).Any(p => p.Second != p.First + 1))
+            throw new ArgumentException(
+                $"FreqFusion fuses features whose resolutions differ by exactly 2×, so its DecoderInputStages must be consecutive; got [{string.Join(", ", stages)}].", nameof(options));
         var inChannels = stages.Select(s => backbone.OutChannels[s]).ToArray();
         DecodeHead head = options.Decoder switch
         {
             SegmentationDecoder.Bilinear => new SegFormerHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
             SegmentationDecoder.BilinearFpn => new BilinearFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn => throw new NotImplementedException(
-                "The FreqFusion heads are added once the FreqFusion module is merged (branch freqfusion)."),
+            SegmentationDecoder.FreqFusion => new FreqFusionHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
+            SegmentationDecoder.FreqFusionFpn => new FreqFusionFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Decoder, "Unknown segmentation decoder."),
         };
         return new SegmentationNetwork(backbone, head, stages, options);

@@ -24,11 +24,11 @@ public sealed class SegmentationNetworkShapeTests
                 Backbone = backbone, Decoder = decoder, NumberOfClasses = 5, DecoderChannels = 32,
             });
             network.eval();
-            foreach (var (h, w) in new[] { (61, 83), (64, 32), (17, 40) })
+            foreach (var (h, w) in new[] { (61, 83), (17, 40) })
             {
                 using var noGrad = no_grad();
-                var logits = network.call(NetworkTestUtilities.RandomImages(2, h, w, seed: h));
-                CollectionAssert.AreEqual(new long[] { 2, 5, h, w }, logits.shape, $"{backbone} + {decoder} at {h}×{w}");
+                var logits = network.call(NetworkTestUtilities.RandomImages(1, h, w, seed: h));
+                CollectionAssert.AreEqual(new long[] { 1, 5, h, w }, logits.shape, $"{backbone} + {decoder} at {h}×{w}");
                 Assert.IsTrue(logits.isfinite().all().item<bool>(), $"{backbone} + {decoder}: non-finite logits");
             }
         }
