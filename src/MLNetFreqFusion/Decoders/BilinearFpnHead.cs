@@ -43,6 +43,4 @@ internal sealed class BilinearFpnHead : DecodeHead
     }
 
     public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
-
-    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
 }

@@ -20,9 +20,6 @@ internal abstract class DecodeHead : Module<Tensor[], Tensor>
     /// <summary>The fused feature map before dropout and classifier, at the first feature's resolution.</summary>
     public abstract Tensor ForwardFeatures(Tensor[] features);
 
-    /// <summary>The classifier's parameters (a subset of the head's).</summary>
-    public abstract IEnumerable<Parameter> ClassifierParameters();
-
     /// <summary>mmseg's initialisation of the classifier: normal with std 0.01, zero bias.</summary>
     protected static Conv2d Classifier(int channels, int numberOfClasses)
     {

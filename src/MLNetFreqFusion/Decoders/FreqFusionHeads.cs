@@ -117,8 +117,6 @@ internal sealed class FreqFusionHead : DecodeHead
     }
 
     public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
-
-    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
 }
 
 /// <summary>
@@ -165,6 +163,4 @@ internal sealed class FreqFusionFpnHead : DecodeHead
     }
 
     public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
-
-    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
 }

@@ -47,8 +47,6 @@ internal sealed class SegFormerHead : DecodeHead
 
     public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 
-    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
-
     /// <summary>A per-pixel linear projection (HuggingFace's SegformerMLP, key proj.*).</summary>
     private sealed class Mlp : Module<Tensor, Tensor>
     {
