@@ -57,6 +57,7 @@ internal static class Carafe
             var geometry = (Geometry)ctx.get_data("geometry");
             var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
             var (gradX, gradKernels) = LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            saved.ForEach(t => t.Dispose());
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
     }
