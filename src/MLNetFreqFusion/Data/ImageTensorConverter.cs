@@ -8,7 +8,8 @@ namespace MLNetFreqFusion.Data;
 /// <summary>
 /// The one conversion between ML.NET's image and mask values and network tensors, shared by training and inference:
 /// images become float32 RGB planar tensors with values 0..255 (normalisation belongs to the network), masks become
-/// int64 class-index tensors. Pixels are copied once into a uint8 tensor; channel order and layout are fixed by torch ops.
+/// int64 class-index tensors. Pixels are copied once into an int32 tensor (one word per pixel); channels are unpacked by
+/// torch ops, with no per-pixel managed loop.
 /// </summary>
 internal static class ImageTensorConverter
 {

@@ -208,6 +208,36 @@ public sealed class AugmentationTests
     }
 
     [TestMethod]
+    public void BatchOfDigitsSegSamplesHasCropShapeAndOnlyKnownLabels()
+    {
+        using var scope = NewDisposeScope();
+        var names = new[] { "test_00000.png", "test_00001.png", "test_00002.png" };
+        var images = names.Select(n => Microsoft.ML.Data.MLImage.CreateFromFile(MaskDecodingTests.SamplePath("images", n))).ToList();
+        var masks = names.Select(n => SegmentationMask.FromFile(MaskDecodingTests.SamplePath("masks", n))).ToList();
+        try
+        {
+            var options = new AugmentationOptions { CropHeight = 48, CropWidth = 48 };
+            var (x, y) = SegmentationAugmenter.ApplyBatch(images, masks, options, Ignore, new Random(1));
+
+            CollectionAssert.AreEqual(new long[] { 3, 3, 48, 48 }, x.shape);
+            CollectionAssert.AreEqual(new long[] { 3, 48, 48 }, y.shape);
+            var labels = y.unique().Item1.data<long>().ToArray();
+            Assert.IsTrue(labels.All(v => v is >= 0 and <= 10 or Ignore), string.Join(",", labels));
+            var again = SegmentationAugmenter.ApplyBatch(images, masks, options, Ignore, new Random(1));
+            Assert.IsTrue(Same(x, again.Images) && Same(y, again.Masks));
+
+            var wrong = new List<SegmentationMask> { masks[0], new(5, 5, new ushort[25]), masks[2] };
+            var e = Assert.ThrowsExactly<ArgumentException>(() => SegmentationAugmenter.ApplyBatch(images, wrong, options, Ignore, new Random(1)));
+            StringAssert.Contains(e.Message, "Sample 1");
+            StringAssert.Contains(e.Message, "84×64");
+        }
+        finally
+        {
+            images.ForEach(i => i.Dispose());
+        }
+    }
+
+    [TestMethod]
     public void InvalidOptionsAreNamed()
     {
         using var scope = NewDisposeScope();
