@@ -34,7 +34,8 @@ internal static class SegmentationAugmenter
             throw new ArgumentException($"Expected an image [3, H, W] and a mask [H, W] of the same size; got [{string.Join(", ", image.shape)}] and [{string.Join(", ", mask.shape)}].");
 
         using var scope = NewDisposeScope();
-        var (img, seg) = Resize(image.to(float32), mask.to(int64), options, random);
+        // Copies, so the result never shares storage with the caller's tensors when no step changes the data.
+        var (img, seg) = Resize(image.to(float32, copy: true), mask.to(int64, copy: true), options, random);
         (img, seg) = RandomCrop(img, seg, options, ignoreIndex, random);
         if (random.NextDouble() < options.FlipProbability)
         {

@@ -238,6 +238,22 @@ public sealed class AugmentationTests
     }
 
     [TestMethod]
+    public void ResultNeverSharesStorageWithTheInput()
+    {
+        using var scope = NewDisposeScope();
+        var (image, mask) = Synthetic(16, 16, 4);
+        var identity = new AugmentationOptions { MinScaleRatio = 1, MaxScaleRatio = 1, CropHeight = 16, CropWidth = 16, CatMaxRatio = 1, FlipProbability = 0, PhotometricDistortion = false };
+        var (img, seg) = SegmentationAugmenter.Apply(image, mask, identity, Ignore, new Random(0));
+        Assert.IsTrue(Same(img, image) && Same(seg, mask));
+
+        img.fill_(0);
+        seg.fill_(1);
+
+        Assert.AreNotEqual(0f, image.abs().sum().item<float>());
+        Assert.IsFalse(mask.eq(1).all().item<bool>());
+    }
+
+    [TestMethod]
     public void InvalidOptionsAreNamed()
     {
         using var scope = NewDisposeScope();
