@@ -31,7 +31,10 @@ public sealed class FreqFusionOptions
     /// <summary>Size of the adaptive high-pass filters (AHPF) that restore detail in the high-resolution feature (<c>highpass_kernel</c>). Odd; default 3.</summary>
     public int HighpassKernel { get; set; } = 3;
 
-    /// <summary>Channel groups sharing one CARAFE kernel (<c>up_group</c>); each group gets its own kernel. Default 1.</summary>
+    /// <summary>
+    /// Number of channel groups in CARAFE, each reassembled with its own predicted kernel (<c>up_group</c>). Default 1.
+    /// The reference's pure-PyTorch CARAFE only runs with 1; larger values follow mmcv's group semantics.
+    /// </summary>
     public int UpGroup { get; set; } = 1;
 
     /// <summary>Kernel size of the ALPF/AHPF generators' convolutions and of the offset generator's convolutions (<c>encoder_kernel</c>). Odd; default 3.</summary>

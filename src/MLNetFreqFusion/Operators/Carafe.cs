@@ -15,7 +15,8 @@ internal static class Carafe
     /// <summary>
     /// The memory-lean formulation: accumulates over the k² window offsets, each a view of the padded input, and
     /// computes the up² sub-pixel phases at source resolution before interleaving them. Extra memory is the padded
-    /// input, the phase-ordered kernels and the output (no k²-times larger unfolded tensor).
+    /// input, the phase-ordered kernels and the output (no k²-times larger unfolded tensor); the backward pass, written
+    /// out the same way, saves only the two inputs.
     /// </summary>
     /// <param name="x">Source features [B, C, h, w].</param>
     /// <param name="kernels">Normalised reassembly kernels [B, G·k², up·h, up·w].</param>
@@ -26,34 +27,128 @@ internal static class Carafe
     public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
     {
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
-        int k = kernelSize, pad = kernelSize / 2, up = upFactor;
-        long channelsPerGroup = c / groups, phases = (long)up * up;
+        return LeanFunction.apply(x, kernels, new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding));
+    }
 
-        using var padded = Pad(x, pad, padding);
-        using var grouped = padded.view(b, groups, channelsPerGroup, 1, h + 2 * pad, w + 2 * pad);
-        // Phase-major kernels at source resolution: [B, G, 1, k², up², h, w]; for up = 1 this is only a view.
-        using var unshuffled = up == 1 ? kernels.alias() : nn.functional.pixel_unshuffle(kernels, up);
-        using var phased = unshuffled.view(b, groups, 1, (long)k * k, phases, h, w);
+    sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding)
+    {
+        public long ChannelsPerGroup => C / Groups;
+        public long Phases => (long)Up * Up;
+        public int Pad => K / 2;
+    }
 
-        var acc = zeros(new[] { b, groups, channelsPerGroup, phases, h, w }, dtype: x.dtype, device: x.device);
-        for (int i = 0; i < k; i++)
+    /// <summary>Autograd wrapper so that backward is the lean loop too instead of k² slice gradients of padded size.</summary>
+    sealed class LeanFunction : autograd.SingleTensorFunction<LeanFunction>
+    {
+        public override string Name => "LeanCarafe";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            for (int j = 0; j < k; j++)
+            var (x, kernels, geometry) = ((Tensor)vars[0], (Tensor)vars[1], (Geometry)vars[2]);
+            ctx.save_for_backward(new List<Tensor> { x, kernels });
+            ctx.save_data("geometry", geometry);
+            ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
+            return LeanForward(x, kernels, geometry);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var saved = ctx.get_saved_variables();
+            var geometry = (Geometry)ctx.get_data("geometry");
+            var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
+            var (gradX, gradKernels) = LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            saved.ForEach(t => t.Dispose());
+            return new List<Tensor> { gradX!, gradKernels!, null! };
+        }
+    }
+
+    static Tensor LeanForward(Tensor x, Tensor kernels, Geometry g)
+    {
+        using var scope = NewDisposeScope();
+        long hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
+        var grouped = Pad(x, g.Pad, g.Padding).view(g.B, g.Groups, g.ChannelsPerGroup, 1, hp, wp);
+        // Phase-major kernels at source resolution: [B, G, 1, k², up², h, w]; for up = 1 only a view.
+        var phased = PhaseMajor(kernels, g.Up).view(g.B, g.Groups, 1, (long)g.K * g.K, g.Phases, g.H, g.W);
+
+        var acc = zeros(new[] { g.B, g.Groups, g.ChannelsPerGroup, g.Phases, g.H, g.W }, dtype: x.dtype, device: x.device);
+        for (int i = 0; i < g.K; i++)
+        {
+            for (int j = 0; j < g.K; j++)
             {
-                using var window = grouped[.., .., .., .., i..(i + (int)h), j..(j + (int)w)];
-                using var weight = phased[.., .., .., i * k + j];
+                using var window = grouped[.., .., .., .., i..(i + (int)g.H), j..(j + (int)g.W)];
+                using var weight = phased[.., .., .., i * g.K + j];
                 acc.addcmul_(window, weight, 1);
             }
         }
+        var result = g.Up == 1
+            ? acc.view(g.B, g.C, g.H, g.W)
+            : nn.functional.pixel_shuffle(acc.view(g.B, g.C * g.Phases, g.H, g.W), g.Up);
+        return result.MoveToOuterDisposeScope();
+    }
 
-        if (up == 1)
+    static (Tensor? GradX, Tensor? GradKernels) LeanBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)
+    {
+        using var scope = NewDisposeScope();
+        long hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad, k2 = (long)g.K * g.K;
+        var grad = PhaseMajor(gradOutput, g.Up).reshape(g.B, g.Groups, g.ChannelsPerGroup, g.Phases, g.H, g.W);
+        var grouped = Pad(x, g.Pad, g.Padding).view(g.B, g.Groups, g.ChannelsPerGroup, hp, wp);
+        var phased = PhaseMajor(kernels, g.Up).view(g.B, g.Groups, 1, k2, g.Phases, g.H, g.W);
+        var gradPadded = needX ? zeros(new[] { g.B, g.Groups, g.ChannelsPerGroup, hp, wp }, dtype: x.dtype, device: x.device) : null;
+        var gradPhased = needKernels ? empty(new[] { g.B, g.Groups, k2, g.Phases, g.H, g.W }, dtype: kernels.dtype, device: kernels.device) : null;
+        for (int i = 0; i < g.K; i++)
         {
-            using (acc)
-                return acc.view(b, c, h, w);
+            for (int j = 0; j < g.K; j++)
+            {
+                int t = i * g.K + j;
+                if (gradPadded is not null)
+                {
+                    // The window at offset t received Σ_phases grad · kernel_t; one fused update per phase.
+                    using var target = gradPadded[.., .., .., i..(i + (int)g.H), j..(j + (int)g.W)];
+                    for (int u = 0; u < g.Phases; u++)
+                    {
+                        using var gradPhase = grad[.., .., .., u];
+                        using var weight = phased[.., .., .., t, u];
+                        target.addcmul_(gradPhase, weight, 1);
+                    }
+                }
+                if (gradPhased is not null)
+                {
+                    // Kernel tap t weighted the window at offset t for every channel of its group.
+                    using var window = grouped[.., .., .., i..(i + (int)g.H), j..(j + (int)g.W)].unsqueeze(3);
+                    using var product = grad * window;
+                    using var tap = product.sum(2);
+                    using var target = gradPhased[.., .., t];
+                    target.copy_(tap);
+                }
+            }
         }
-        using (acc)
-        using (var stacked = acc.view(b, c * phases, h, w))
-            return nn.functional.pixel_shuffle(stacked, up);
+        Tensor? gradX = gradPadded is null ? null : FoldPadding(gradPadded.view(g.B, g.C, hp, wp), g);
+        Tensor? gradKernels = gradPhased is null ? null
+            : g.Up == 1 ? gradPhased.view(g.B, g.Groups * k2, g.H, g.W)
+            : nn.functional.pixel_shuffle(gradPhased.view(g.B, g.Groups * k2 * g.Phases, g.H, g.W), g.Up);
+        return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>[B, N, up·h, up·w] → [B, N·up², h, w] with each channel's up² sub-pixel phases adjacent.</summary>
+    static Tensor PhaseMajor(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_unshuffle(t, up);
+
+    /// <summary>The gradient of the padding: each padded position's gradient goes back to the pixel it copied.</summary>
+    static Tensor FoldPadding(Tensor gradPadded, Geometry g)
+    {
+        int p = g.Pad;
+        int h = (int)g.H, w = (int)g.W;
+        if (p == 0)
+            return gradPadded.alias();
+        if (g.Padding == CarafePadding.Zeros)
+            return gradPadded[.., .., p..(p + h), p..(p + w)].contiguous();
+        // Reflection copies row p − q (for padded rows q < p) and row h − 2 − s (for padded rows h + p + s); likewise columns.
+        var rows = gradPadded[.., .., p..(p + h), ..].clone();
+        rows[.., .., 1..(p + 1), ..].add_(gradPadded[.., .., 0..p, ..].flip(2));
+        rows[.., .., (h - 1 - p)..(h - 1), ..].add_(gradPadded[.., .., (h + p)..(h + 2 * p), ..].flip(2));
+        var result = rows[.., .., .., p..(p + w)].clone();
+        result[.., .., .., 1..(p + 1)].add_(rows[.., .., .., 0..p].flip(3));
+        result[.., .., .., (w - 1 - p)..(w - 1)].add_(rows[.., .., .., (w + p)..(w + 2 * p)].flip(3));
+        return result;
     }
 
     /// <summary>

@@ -44,6 +44,20 @@ public sealed class FreqFusionTests
     }
 
     [TestMethod]
+    public void UpGroupsPredictOneKernelPerChannelGroup()
+    {
+        using var scope = NewDisposeScope();
+        var options = HeadOptions();
+        options.UpGroup = 2;
+        using var module = new FreqFusion(options);
+        CollectionAssert.AreEqual(new long[] { 2 * 25, 16, 3, 3 }, module.state_dict()["content_encoder.weight"].shape);
+        var (maskLr, _, lr) = module.call(randn(1, 16, 8, 8), randn(1, 24, 4, 4));
+        CollectionAssert.AreEqual(new long[] { 1, 50, 8, 8 }, maskLr.shape);
+        CollectionAssert.AreEqual(new long[] { 1, 24, 8, 8 }, lr.shape);
+        Assert.IsTrue(maskLr.view(1, 2, 25, 8, 8).sum(2).allclose(ones(1, 2, 8, 8), rtol: 0, atol: 1e-5));
+    }
+
+    [TestMethod]
     public void WrongChannelCountsAreAnArgumentException()
     {
         using var scope = NewDisposeScope();

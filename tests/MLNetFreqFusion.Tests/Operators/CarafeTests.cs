@@ -90,6 +90,21 @@ public sealed class CarafeTests
     }
 
     [TestMethod]
+    public void InferenceWithoutGradientsGivesTheSameResultAndNoGraph()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var x = randn(new long[] { 1, 4, 6, 6 }, float64).requires_grad_();
+        var kernels = rand(new long[] { 1, 25, 12, 12 }, float64);
+        using (no_grad())
+        {
+            var lean = Carafe.Lean(x, kernels, 5, 2, CarafePadding.Zeros);
+            Assert.IsFalse(lean.requires_grad);
+            AssertClose(Carafe.Unfold(x, kernels, 5, 2, CarafePadding.Zeros), lean, "no_grad");
+        }
+    }
+
+    [TestMethod]
     public void ReflectPaddingWiderThanTheMapIsAClearError()
     {
         using var scope = NewDisposeScope();
