@@ -1,4 +1,4 @@
-namespace MLNetFreqFusion.Backbones;
+namespace MLNetFreqFusion;
 
 /// <summary>
 /// The encoder of a segmentation network. Every backbone returns four feature maps at strides 4, 8, 16 and 32.

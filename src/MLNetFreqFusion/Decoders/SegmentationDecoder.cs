@@ -1,4 +1,4 @@
-namespace MLNetFreqFusion.Decoders;
+namespace MLNetFreqFusion;
 
 /// <summary>
 /// The decoder head that fuses the backbone's four feature maps into per-pixel class logits at 1/4 scale.
