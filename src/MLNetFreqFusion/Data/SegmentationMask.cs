@@ -35,4 +35,7 @@ public sealed class SegmentationMask
 
     /// <summary>Class names, index by index, when known; otherwise null.</summary>
     public IReadOnlyList<string>? ClassNames { get; }
+
+    /// <summary>The file the mask was read from, when it was read from one; used in error messages.</summary>
+    public string? SourcePath { get; init; }
 }

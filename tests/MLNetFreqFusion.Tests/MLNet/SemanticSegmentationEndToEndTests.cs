@@ -1,0 +1,128 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MLNetFreqFusion.Tests.MLNet;
+
+/// <summary>
+/// The user's path of the issue: Fit → Transform → Evaluate → Save → Load in a new MLContext → PredictionEngine,
+/// on a slice of digits-seg. One model is trained for the class and shared by its tests.
+/// </summary>
+[TestClass]
+public sealed class SemanticSegmentationEndToEndTests
+{
+    static MLContext _ml = null!;
+    static ITransformer _model = null!;
+    static IDataView _train = null!, _test = null!;
+    static readonly List<SemanticSegmentationProgress> Reports = new();
+    static readonly List<string> Log = new();
+
+    public sealed class ModelInput
+    {
+        [ImageType(64, 84)]
+        public MLImage Image { get; set; } = null!;
+    }
+
+    public sealed class ModelOutput
+    {
+        public SegmentationMask PredictedLabel { get; set; } = null!;
+    }
+
+    internal static SemanticSegmentationTrainer.Options SmallOptions(IDataView? validation, int epochs) => new()
+    {
+        NumberOfClasses = 11,
+        IgnoreIndex = 255,
+        ClassNames = DigitsSeg.ClassNames,
+        Backbone = SegmentationBackbone.ResNet18,
+        Decoder = SegmentationDecoder.FreqFusion,
+        DecoderChannels = 64,
+        CropSize = 64,
+        BatchSize = 8,
+        MaxEpochs = epochs,
+        LearningRate = 1e-3,
+        HeadLearningRateMultiplier = 1,
+        WarmupSteps = 0,
+        ValidationSet = validation,
+        Augmentation = new AugmentationOptions { RatioRange = (1.0, 1.0), PhotometricDistortion = false },
+    };
+
+    [ClassInitialize]
+    public static void TrainOnce(TestContext _)
+    {
+        _ml = new MLContext(seed: 1);
+        _ml.Log += (_, e) => { lock (Log) Log.Add(e.Message); };
+        _train = DigitsSeg.Load(_ml, "train");
+        _test = DigitsSeg.Load(_ml, "test");
+        var val = DigitsSeg.Inputs(_ml).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"));
+        var options = SmallOptions(val, epochs: 12);
+        options.Progress = new SynchronousProgress(r => Reports.Add(r));
+        _model = DigitsSeg.Inputs(_ml).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(_train);
+    }
+
+    [TestMethod]
+    public void ValidationMeanIoURisesClearlyDuringTraining()
+    {
+        var validations = Reports.Where(r => r.ValidationMeanIoU is not null).Select(r => r.ValidationMeanIoU!.Value).ToArray();
+        Assert.AreEqual(12, validations.Length);
+        Assert.IsTrue(validations.Max() > validations[0] + 0.15, $"validation mIoU per epoch: {string.Join(", ", validations.Select(v => v.ToString("F3")))}");
+        Assert.IsTrue(validations.Max() > 0.35, $"best validation mIoU {validations.Max():F3}");
+    }
+
+    [TestMethod]
+    public void ProgressIsReportedToTheCallbackAndTheLog()
+    {
+        var steps = Reports.Where(r => r.ValidationMeanIoU is null).ToArray();
+        Assert.AreEqual(12 * 8, steps.Length, "64 images in batches of 8 for 12 epochs");
+        CollectionAssert.AreEqual(Enumerable.Range(1, steps.Length).ToArray(), steps.Select(r => r.Step).ToArray());
+        Assert.IsTrue(steps.All(r => r.TotalSteps == 96 && r.Loss > 0 && r.ImagesPerSecond > 0 && r.LearningRate > 0));
+        Assert.IsTrue(steps[^1].Loss < steps[0].Loss, "the loss falls");
+        lock (Log)
+            Assert.IsTrue(Log.Any(m => m.Contains("validation mIoU")), "the validation result goes to the ML.NET log");
+    }
+
+    [TestMethod]
+    public void TransformEvaluateSaveLoadAndPredictionEngineAgree()
+    {
+        var scored = _model.Transform(_test);
+        var metrics = _ml.SemanticSegmentation().Evaluate(scored, labelColumnName: "Label");
+        Assert.AreEqual(11, metrics.NumberOfClasses);
+        Assert.IsTrue(metrics.PixelAccuracy is > 0.8 and <= 1, metrics.ToString());
+        Assert.IsTrue(metrics.MeanIoU is > 0 and <= 1);
+        StringAssert.Contains(metrics.ToString(), "digit_7");
+
+        var predictions = scored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
+        var labels = scored.GetColumn<SegmentationMask>("Label").ToArray();
+        Assert.AreEqual(16, predictions.Length);
+        Assert.IsTrue(predictions.Zip(labels).All(p => p.First.Width == p.Second.Width && p.First.Height == p.Second.Height));
+
+        var path = Path.Combine(Path.GetTempPath(), $"ffseg-{Guid.NewGuid():N}.zip");
+        try
+        {
+            _ml.Model.Save(_model, _train.Schema, path);
+            var fresh = new MLContext(seed: 7);
+            var loaded = fresh.Model.Load(path, out var inputSchema);
+            Assert.IsNotNull(inputSchema.GetColumnOrNull("ImagePath"));
+            var reloaded = loaded.Transform(DigitsSeg.Load(fresh, "test")).GetColumn<SegmentationMask>("PredictedLabel").ToArray();
+            for (int i = 0; i < predictions.Length; i++)
+                CollectionAssert.AreEqual(predictions[i].Labels, reloaded[i].Labels, $"row {i} after Save/Load");
+
+            // PredictionEngine on the image alone: the trained model minus the path-reading transforms.
+            var segmenter = ((TransformerChain<ITransformer>)loaded).Last();
+            var engine = fresh.Model.CreatePredictionEngine<ModelInput, ModelOutput>(segmenter);
+            var image = MLImage.CreateFromFile(Path.Combine(DigitsSeg.Root, "test", "images", "test_00000.png"));
+            var output = engine.Predict(new ModelInput { Image = image });
+            CollectionAssert.AreEqual(predictions[0].Labels, output.PredictedLabel.Labels);
+            CollectionAssert.AreEqual(DigitsSeg.ClassNames, output.PredictedLabel.ClassNames!.ToArray());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    sealed class SynchronousProgress : IProgress<SemanticSegmentationProgress>
+    {
+        readonly Action<SemanticSegmentationProgress> _report;
+        public SynchronousProgress(Action<SemanticSegmentationProgress> report) => _report = report;
+        public void Report(SemanticSegmentationProgress value) => _report(value);
+    }
+}
