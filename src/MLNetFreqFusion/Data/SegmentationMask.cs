@@ -1,3 +1,6 @@
+using Microsoft.ML.Data;
+using MLNetFreqFusion.Data;
+
 namespace MLNetFreqFusion;
 
 /// <summary>
@@ -38,4 +41,126 @@ public sealed class SegmentationMask
 
     /// <summary>The file the mask was read from, when it was read from one; used in error messages.</summary>
     public string? SourcePath { get; init; }
+
+    /// <summary>Reads a mask file: index PNG (8 or 16 bit), palette PNG (its indices) or a colour-coded image.</summary>
+    /// <param name="path">The mask file.</param>
+    /// <param name="options">How pixels encode classes; null reads index and palette PNGs as they are.</param>
+    /// <returns>The mask, with the file's size.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file cannot be read as a mask under <paramref name="options"/>; the message names the file (and pixel).</exception>
+    public static SegmentationMask FromFile(string path, MaskDecodeOptions? options = null) => MaskDecoder.Decode(path, options);
+
+    /// <summary>
+    /// Saves the class indices as a PNG whose pixel values are the indices: 8-bit grayscale when every index is below 256,
+    /// otherwise 16-bit grayscale. <see cref="FromFile"/> reads it back exactly.
+    /// </summary>
+    /// <param name="path">The file to write; must end in .png.</param>
+    public void Save(string path)
+    {
+        CheckPngPath(path);
+        PngWriter.WriteGray(path, Width, Height, Labels);
+    }
+
+    /// <summary>
+    /// Saves the mask in colour for viewing: a palette PNG (its indices are still the class indices) when every index is
+    /// below 256, otherwise an RGB PNG.
+    /// </summary>
+    /// <param name="path">The file to write; must end in .png.</param>
+    /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map (255, the usual ignore
+    /// index, is VOC's boundary colour).</param>
+    public void SaveColorized(string path, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
+    {
+        CheckPngPath(path);
+        var colours = SegmentationPalette.For(Labels, palette);
+        if (colours.Length > 256)
+        {
+            PngWriter.WriteRgb(path, Width, Height, ToRgb(colours));
+            return;
+        }
+        var plte = new byte[3 * colours.Length];
+        for (int i = 0; i < colours.Length; i++)
+            (plte[3 * i], plte[3 * i + 1], plte[3 * i + 2]) = colours[i];
+        var indices = new byte[Labels.Length];
+        for (int i = 0; i < indices.Length; i++)
+            indices[i] = (byte)Labels[i];
+        PngWriter.WritePalette(path, Width, Height, indices, plte);
+    }
+
+    /// <summary>Saves <paramref name="image"/> with the mask's class colours blended over it, as an RGB PNG.</summary>
+    /// <param name="image">The image the mask belongs to; it must have the mask's size.</param>
+    /// <param name="path">The file to write; must end in .png.</param>
+    /// <param name="alpha">Weight of the class colour, from 0 (image only) to 1 (mask only). Default 0.5.</param>
+    /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map.</param>
+    public void SaveOverlay(MLImage image, string path, float alpha = 0.5f, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        CheckPngPath(path);
+        if (!(alpha >= 0 && alpha <= 1))
+            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "The overlay weight must be between 0 and 1.");
+        if (image.Width != Width || image.Height != Height)
+            throw new ArgumentException($"The image is {image.Width}×{image.Height} but the mask is {Width}×{Height}; an overlay needs both the same size.", nameof(image));
+        if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
+            throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
+        var rgb = ToRgb(SegmentationPalette.For(Labels, palette));
+        var pixels = image.Pixels;
+        int rowBytes = pixels.Length / Height;
+        bool bgr = image.PixelFormat == MLPixelFormat.Bgra32;
+        for (int y = 0; y < Height; y++)
+        {
+            for (int x = 0; x < Width; x++)
+            {
+                int src = y * rowBytes + 4 * x, dst = 3 * (y * Width + x);
+                byte r = pixels[src + (bgr ? 2 : 0)], g = pixels[src + 1], b = pixels[src + (bgr ? 0 : 2)];
+                rgb[dst] = Blend(r, rgb[dst], alpha);
+                rgb[dst + 1] = Blend(g, rgb[dst + 1], alpha);
+                rgb[dst + 2] = Blend(b, rgb[dst + 2], alpha);
+            }
+        }
+        PngWriter.WriteRgb(path, Width, Height, rgb);
+    }
+
+    /// <summary>The mask in colour as an ML.NET image (Rgba32, opaque).</summary>
+    /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map.</param>
+    /// <returns>A new image the caller disposes.</returns>
+    public MLImage ToMLImage(IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
+    {
+        var colours = SegmentationPalette.For(Labels, palette);
+        var rgba = new byte[4 * Labels.Length];
+        for (int i = 0; i < Labels.Length; i++)
+        {
+            (rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]) = colours[Labels[i]];
+            rgba[4 * i + 3] = 255;
+        }
+        return MLImage.CreateFromPixels(Width, Height, MLPixelFormat.Rgba32, rgba);
+    }
+
+    /// <summary>Number of pixels of each class index: element i counts the pixels labelled i.</summary>
+    /// <returns>An array as long as the largest index present plus one (the ignore index counts like any other).</returns>
+    public long[] CountPixelsPerClass()
+    {
+        int max = 0;
+        foreach (var v in Labels)
+            max = Math.Max(max, v);
+        var counts = new long[max + 1];
+        foreach (var v in Labels)
+            counts[v]++;
+        return counts;
+    }
+
+    byte[] ToRgb((byte R, byte G, byte B)[] colours)
+    {
+        var rgb = new byte[3 * Labels.Length];
+        for (int i = 0; i < Labels.Length; i++)
+            (rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) = colours[Labels[i]];
+        return rgb;
+    }
+
+    static byte Blend(byte image, byte colour, float alpha) => (byte)MathF.Round((1 - alpha) * image + alpha * colour);
+
+    static void CheckPngPath(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!string.Equals(Path.GetExtension(path), ".png", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"Masks are written as PNG (lossless); '{path}' should end in .png.", nameof(path));
+    }
 }

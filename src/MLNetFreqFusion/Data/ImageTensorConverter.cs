@@ -1,0 +1,100 @@
+using System.Runtime.InteropServices;
+using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Data;
+
+/// <summary>
+/// The one conversion between ML.NET's image and mask values and network tensors, shared by training and inference:
+/// images become float32 RGB planar tensors with values 0..255 (normalisation belongs to the network), masks become
+/// int64 class-index tensors. Pixels are copied once into a uint8 tensor; channel order and layout are fixed by torch ops.
+/// </summary>
+internal static class ImageTensorConverter
+{
+    /// <summary>An image as a float32 [3, H, W] tensor, RGB, values 0..255 (alpha dropped).</summary>
+    internal static Tensor ToTensor(MLImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        using var scope = NewDisposeScope();
+        return scope.MoveToOuter(ToHwc(image).permute(2, 0, 1).to(float32).contiguous());
+    }
+
+    /// <summary>Images of one size as a float32 [B, 3, H, W] tensor, RGB, values 0..255.</summary>
+    internal static Tensor ToBatch(IReadOnlyList<MLImage> images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.Count == 0)
+            throw new ArgumentException("A batch needs at least one image.", nameof(images));
+        int w = images[0].Width, h = images[0].Height;
+        using var scope = NewDisposeScope();
+        var hwc = new Tensor[images.Count];
+        for (int i = 0; i < images.Count; i++)
+        {
+            if (images[i].Width != w || images[i].Height != h)
+                throw new ArgumentException($"Batched images must share one size: image 0 is {w}×{h}, image {i} is {images[i].Width}×{images[i].Height}.", nameof(images));
+            hwc[i] = ToHwc(images[i]);
+        }
+        return scope.MoveToOuter(stack(hwc).permute(0, 3, 1, 2).to(float32).contiguous());
+    }
+
+    /// <summary>A mask as an int64 [H, W] tensor of class indices.</summary>
+    internal static Tensor ToTensor(SegmentationMask mask)
+    {
+        ArgumentNullException.ThrowIfNull(mask);
+        using var scope = NewDisposeScope();
+        var raw = empty(new long[] { mask.Height, mask.Width }, ScalarType.Int16);
+        raw.bytes = MemoryMarshal.AsBytes(mask.Labels.AsSpan());
+        // Labels are unsigned 16-bit; the int16 view is signed, so the mask restores values above 32767.
+        return scope.MoveToOuter(raw.to(int64).bitwise_and_(0xFFFF));
+    }
+
+    /// <summary>Masks of one size as an int64 [B, H, W] tensor.</summary>
+    internal static Tensor ToBatch(IReadOnlyList<SegmentationMask> masks)
+    {
+        ArgumentNullException.ThrowIfNull(masks);
+        if (masks.Count == 0)
+            throw new ArgumentException("A batch needs at least one mask.", nameof(masks));
+        using var scope = NewDisposeScope();
+        var tensors = new Tensor[masks.Count];
+        for (int i = 0; i < masks.Count; i++)
+        {
+            if (masks[i].Width != masks[0].Width || masks[i].Height != masks[0].Height)
+                throw new ArgumentException($"Batched masks must share one size: mask 0 is {masks[0].Width}×{masks[0].Height}, mask {i} is {masks[i].Width}×{masks[i].Height}.", nameof(masks));
+            tensors[i] = ToTensor(masks[i]);
+        }
+        return scope.MoveToOuter(stack(tensors));
+    }
+
+    /// <summary>An integer [H, W] tensor of class indices (0..65535) as a mask.</summary>
+    internal static SegmentationMask ToMask(Tensor labels, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        if (labels.dim() != 2)
+            throw new ArgumentException($"Expected an [H, W] tensor of class indices; got shape [{string.Join(", ", labels.shape)}].", nameof(labels));
+        using var scope = NewDisposeScope();
+        var int16 = labels.to(ScalarType.Int32).to(ScalarType.Int16).cpu().contiguous();
+        var values = new ushort[int16.numel()];
+        int16.bytes.CopyTo(MemoryMarshal.AsBytes(values.AsSpan()));
+        return new SegmentationMask((int)labels.shape[1], (int)labels.shape[0], values, classNames);
+    }
+
+    // uint8 [H, W, 3] in RGB order, a view of one copy of the pixels.
+    static Tensor ToHwc(MLImage image)
+    {
+        var pixels = image.Pixels;
+        int w = image.Width, h = image.Height;
+        if (pixels.Length % h != 0 || pixels.Length / h < 4L * w)
+            throw new ArgumentException($"Image pixel buffer of {pixels.Length} bytes does not hold {w}×{h} 4-byte pixels.", nameof(image));
+        var raw = empty(new long[] { h, pixels.Length / h }, ScalarType.Byte);
+        // The setter copies; the span is only read.
+        raw.bytes = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(pixels), pixels.Length);
+        var hwc4 = raw.narrow(1, 0, 4L * w).reshape(h, w, 4);
+        return image.PixelFormat switch
+        {
+            MLPixelFormat.Rgba32 => hwc4.narrow(2, 0, 3),
+            MLPixelFormat.Bgra32 => hwc4.index_select(2, tensor(new long[] { 2, 1, 0 })),
+            var f => throw new ArgumentException($"Unsupported image pixel format {f}; expected Bgra32 or Rgba32.", nameof(image)),
+        };
+    }
+}

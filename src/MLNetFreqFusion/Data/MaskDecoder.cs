@@ -1,0 +1,218 @@
+using SkiaSharp;
+
+namespace MLNetFreqFusion.Data;
+
+/// <summary>
+/// Turns a mask file into class indices. ML.NET's <c>LoadImages</c> cannot be used for masks: it replaces palette
+/// indices by colours and reduces 16-bit values to 8 bits. Palette PNGs and non-8-bit grayscale PNGs are read with
+/// <see cref="PngChunkReader"/>; everything else is decoded by SkiaSharp without colour management or premultiplication.
+/// </summary>
+internal static class MaskDecoder
+{
+    enum SourceKind { Palette, Gray, Colour }
+
+    internal static SegmentationMask Decode(string path, MaskDecodeOptions? options = null, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        byte[] file;
+        try
+        {
+            file = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Mask file '{path}' does not exist.", path, e);
+        }
+        return Decode(file, path, options, classNames);
+    }
+
+    /// <param name="file">The encoded file.</param>
+    /// <param name="path">The file's name, for error messages.</param>
+    /// <param name="options">Decoding options; null means defaults.</param>
+    /// <param name="classNames">Class names to attach to the mask.</param>
+    internal static SegmentationMask Decode(byte[] file, string path, MaskDecodeOptions? options, IReadOnlyList<string>? classNames)
+    {
+        options ??= new MaskDecodeOptions();
+        var format = options.Format == MaskFormat.Auto && options.ColorMap is not null ? MaskFormat.RgbColorMap : options.Format;
+        if (format == MaskFormat.RgbColorMap && options.ColorMap is not { Count: > 0 })
+            throw new ArgumentException($"MaskFormat.RgbColorMap needs a non-empty MaskDecodeOptions.ColorMap (colour → class); reading '{path}'.", nameof(options));
+
+        PngHeader? png = PngChunkReader.IsPng(file) ? PngChunkReader.ReadHeader(file, path) : null;
+        var kind = png switch
+        {
+            { ColorType: PngHeader.Palette } => SourceKind.Palette,
+            { ColorType: PngHeader.Grayscale or PngHeader.GrayscaleAlpha } => SourceKind.Gray,
+            _ => SourceKind.Colour,
+        };
+
+        int width, height;
+        ushort[] labels;
+        switch (format, kind)
+        {
+            case (MaskFormat.Palette, not SourceKind.Palette):
+                throw new InvalidDataException(
+                    $"Mask '{path}' is not a palette PNG ({Describe(png)}), but MaskFormat.Palette was asked for. Use MaskFormat.Auto or Grayscale for index masks, RgbColorMap for colour-coded ones.");
+            case (MaskFormat.Grayscale, SourceKind.Palette):
+                throw new InvalidDataException(
+                    $"Mask '{path}' is a palette PNG: its pixels are palette indices, not gray values. Use MaskFormat.Palette (or Auto) for the indices, or RgbColorMap with a ColorMap for the colours.");
+            case (MaskFormat.Auto or MaskFormat.Palette, SourceKind.Palette):
+            case (MaskFormat.Auto or MaskFormat.Grayscale, SourceKind.Gray) when png!.Value.BitDepth != 8 || png.Value.ColorType == PngHeader.GrayscaleAlpha:
+            {
+                var samples = PngChunkReader.ReadIndexed(file, path);
+                (width, height, labels) = (samples.Header.Width, samples.Header.Height, samples.Samples);
+                break;
+            }
+            case (MaskFormat.Auto or MaskFormat.Grayscale, SourceKind.Gray):
+                (width, height, labels) = DecodeGray8(file, path);
+                break;
+            case (MaskFormat.Auto or MaskFormat.Grayscale, SourceKind.Colour):
+            {
+                (width, height, var rgba) = DecodeRgba(file, path);
+                labels = GrayFromColour(rgba, width, path, format);
+                break;
+            }
+            case (MaskFormat.RgbColorMap, SourceKind.Palette):
+            {
+                var samples = PngChunkReader.ReadIndexed(file, path);
+                (width, height) = (samples.Header.Width, samples.Header.Height);
+                labels = MapPaletteColours(samples, options.ColorMap!, path);
+                break;
+            }
+            case (MaskFormat.RgbColorMap, _):
+            {
+                if (png is { BitDepth: 16, ColorType: PngHeader.Grayscale or PngHeader.GrayscaleAlpha })
+                    throw new InvalidDataException($"Mask '{path}' is a 16-bit grayscale PNG; colour maps apply to 8-bit colours. Use MaskFormat.Grayscale to read its values.");
+                (width, height, var rgba) = DecodeRgba(file, path);
+                labels = MapColours(rgba, width, options.ColorMap!, path);
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(options), $"Unknown MaskFormat {options.Format}.");
+        }
+
+        Remap(labels, width, options, path);
+        return new SegmentationMask(width, height, labels, classNames) { SourcePath = path };
+    }
+
+    static string Describe(PngHeader? png) => png switch
+    {
+        null => "not a PNG",
+        { ColorType: PngHeader.Grayscale or PngHeader.GrayscaleAlpha } h => $"{h.BitDepth}-bit grayscale PNG",
+        var h => $"{h.Value.BitDepth}-bit {(h.Value.ColorType == PngHeader.Rgb ? "RGB" : "RGBA")} PNG",
+    };
+
+    static (int Width, int Height, ushort[] Labels) DecodeGray8(byte[] file, string path)
+    {
+        using var data = SKData.CreateCopy(file);
+        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException($"Mask '{path}' cannot be decoded.");
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Gray8, SKAlphaType.Opaque);
+        var result = codec.GetPixels(info, out byte[] pixels);
+        if (result != SKCodecResult.Success)
+            throw new InvalidDataException($"Mask '{path}' could not be decoded: {result}.");
+        var labels = new ushort[pixels.Length];
+        for (int i = 0; i < pixels.Length; i++)
+            labels[i] = pixels[i];
+        return (info.Width, info.Height, labels);
+    }
+
+    static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] file, string path)
+    {
+        using var data = SKData.CreateCopy(file);
+        using var codec = SKCodec.Create(data)
+            ?? throw new InvalidDataException($"Mask '{path}' is not an image format SkiaSharp can decode (PNG, BMP, GIF, WebP, JPEG).");
+        // Unpremultiplied and without a colour space, so stored colours come back unchanged.
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var result = codec.GetPixels(info, out byte[] pixels);
+        if (result != SKCodecResult.Success)
+            throw new InvalidDataException($"Mask '{path}' could not be decoded: {result}.");
+        return (info.Width, info.Height, pixels);
+    }
+
+    static ushort[] GrayFromColour(byte[] rgba, int width, string path, MaskFormat format)
+    {
+        var labels = new ushort[rgba.Length / 4];
+        for (int i = 0; i < labels.Length; i++)
+        {
+            byte r = rgba[4 * i], g = rgba[4 * i + 1], b = rgba[4 * i + 2];
+            if (r != g || g != b)
+            {
+                var hint = format == MaskFormat.Auto
+                    ? "Colour-coded masks need MaskDecodeOptions.ColorMap (colour → class)."
+                    : "MaskFormat.Grayscale needs gray pixels; use RgbColorMap with a ColorMap for colour-coded masks.";
+                throw new InvalidDataException($"Mask '{path}' has colour {Colour(r, g, b)} at pixel (x={i % width}, y={i / width}), which is not gray. {hint}");
+            }
+            labels[i] = r;
+        }
+        return labels;
+    }
+
+    static ushort[] MapColours(byte[] rgba, int width, IReadOnlyDictionary<(byte R, byte G, byte B), ushort> map, string path)
+    {
+        var lookup = map.ToDictionary(kv => Pack(kv.Key.R, kv.Key.G, kv.Key.B), kv => kv.Value);
+        var labels = new ushort[rgba.Length / 4];
+        int lastKey = -1;
+        ushort last = 0;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            int key = Pack(rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]);
+            if (key != lastKey)
+            {
+                if (!lookup.TryGetValue(key, out last))
+                    throw UnknownColour(path, i % width, i / width, rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2], map.Count);
+                lastKey = key;
+            }
+            labels[i] = last;
+        }
+        return labels;
+    }
+
+    static ushort[] MapPaletteColours(PngSamples samples, IReadOnlyDictionary<(byte R, byte G, byte B), ushort> map, string path)
+    {
+        var palette = samples.Palette!;
+        var labels = new ushort[samples.Samples.Length];
+        for (int i = 0; i < labels.Length; i++)
+        {
+            int index = samples.Samples[i];
+            if (3 * index + 2 >= palette.Length)
+                throw new InvalidDataException($"Palette PNG '{path}' uses index {index} at pixel (x={i % samples.Header.Width}, y={i / samples.Header.Width}), beyond its {palette.Length / 3}-colour palette.");
+            byte r = palette[3 * index], g = palette[3 * index + 1], b = palette[3 * index + 2];
+            if (!map.TryGetValue((r, g, b), out labels[i]))
+                throw UnknownColour(path, i % samples.Header.Width, i / samples.Header.Width, r, g, b, map.Count);
+        }
+        return labels;
+    }
+
+    static InvalidDataException UnknownColour(string path, int x, int y, byte r, byte g, byte b, int mapSize) =>
+        new($"Mask '{path}' has colour {Colour(r, g, b)} at pixel (x={x}, y={y}), which is not in MaskDecodeOptions.ColorMap ({mapSize} colours). Add it to the map; map unlabelled or void colours to the IgnoreIndex.");
+
+    static string Colour(byte r, byte g, byte b) => $"RGB({r}, {g}, {b}) #{r:X2}{g:X2}{b:X2}";
+
+    static int Pack(byte r, byte g, byte b) => (r << 16) | (g << 8) | b;
+
+    // mmsegmentation's order: label map first, then reduce_zero_label.
+    static void Remap(ushort[] labels, int width, MaskDecodeOptions options, string path)
+    {
+        if (options.ValueMap is { Count: > 0 } valueMap)
+        {
+            for (int i = 0; i < labels.Length; i++)
+                if (valueMap.TryGetValue(labels[i], out var mapped))
+                    labels[i] = mapped;
+        }
+        if (!options.ReduceZeroLabel)
+            return;
+        ushort ignore = options.IgnoreIndex;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            ushort v = labels[i];
+            if (v == 0 || v == ignore)
+            {
+                labels[i] = ignore;
+                continue;
+            }
+            if (v - 1 == ignore)
+                throw new InvalidDataException(
+                    $"Mask '{path}' has value {v} at pixel (x={i % width}, y={i / width}), which ReduceZeroLabel turns into {v - 1}, the IgnoreIndex. Set MaskDecodeOptions.IgnoreIndex to a value no class uses (e.g. 65535).");
+            labels[i] = (ushort)(v - 1);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+using MLNetFreqFusion.Operators;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Fusion;
+
+/// <summary>
+/// FreqFusion (Chen et al., "Frequency-aware Feature Fusion for Dense Image Prediction", TPAMI 2024): fuses a
+/// high-resolution feature with a low-resolution one at twice its size. The adaptive low-pass filter (ALPF) generator
+/// predicts content-aware kernels that smooth and up-sample the low-resolution feature (CARAFE ×2); the adaptive
+/// high-pass filter (AHPF) generator predicts kernels whose complement restores the high-resolution feature's
+/// detail; the offset generator resamples the up-sampled feature towards similar neighbours to fix inconsistent
+/// boundaries. Parameter and buffer names equal the reference's state-dict keys, so its checkpoints load strictly.
+/// </summary>
+/// <remarks>
+/// <c>forward(hr, lr)</c> takes hr [B, HrChannels, H, W] and lr [B, LrChannels, H/2, W/2] (exactly half; pad
+/// odd sizes beforehand) and returns, in the reference's order, the normalised low-pass kernels
+/// [B, UpGroup·LowpassKernel², H, W], the filtered high-resolution feature [B, HrChannels, H, W] and the up-sampled
+/// low-resolution feature [B, LrChannels, H, W].
+/// </remarks>
+public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tensor Hr, Tensor Lr)>
+{
+    readonly FreqFusionOptions _options;
+
+    // Declared in the reference's registration order, which is also its state-dict order.
+    readonly Conv2d hr_channel_compressor;
+    readonly Conv2d lr_channel_compressor;
+    readonly Conv2d content_encoder;
+    readonly LocalSimGuidedSampler? dysampler;
+    readonly Conv2d? content_encoder2;
+    readonly Tensor hamming_lowpass;
+    readonly Tensor hamming_highpass;
+
+    /// <summary>Builds the module with the reference's effective initialisation.</summary>
+    /// <param name="options">The configuration; validated, then copied.</param>
+    /// <exception cref="ArgumentException">An option is out of range or a combination the reference cannot run.</exception>
+    public FreqFusion(FreqFusionOptions options) : base(nameof(FreqFusion))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options.Clone();
+        var o = _options;
+        int groupsSquared = o.UpGroup * o.ScaleFactor * o.ScaleFactor;
+        int encoderPad = (o.EncoderKernel - 1) * o.EncoderDilation / 2;
+
+        hr_channel_compressor = nn.Conv2d(o.HrChannels, o.CompressedChannels, 1);
+        lr_channel_compressor = nn.Conv2d(o.LrChannels, o.CompressedChannels, 1);
+        content_encoder = nn.Conv2d(o.CompressedChannels, o.LowpassKernel * o.LowpassKernel * groupsSquared, o.EncoderKernel,
+            padding: encoderPad, dilation: o.EncoderDilation);
+        if (o.FeatureResample)
+            dysampler = new LocalSimGuidedSampler(o.CompressedChannels, o.FeatureResampleGroup, o.EncoderKernel, o.FeatureResampleNorm, o.DirectionFeat);
+        if (o.UseHighPass)
+            content_encoder2 = nn.Conv2d(o.CompressedChannels, o.HighpassKernel * o.HighpassKernel * groupsSquared, o.EncoderKernel,
+                padding: encoderPad, dilation: o.EncoderDilation);
+        hamming_lowpass = o.HammingWindow ? KernelNormalizer.HammingWindow2D(o.LowpassKernel) : ones(1);
+        hamming_highpass = o.HammingWindow ? KernelNormalizer.HammingWindow2D(o.HighpassKernel) : ones(1);
+        RegisterComponents();
+        ResetParameters();
+    }
+
+    /// <summary>The options the module was built with (a copy).</summary>
+    public FreqFusionOptions Options => _options.Clone();
+
+    /// <summary>
+    /// The reference's effective initialisation: every convolution (the offset generator's included, whose own init
+    /// the reference's outer pass overwrites) Xavier-uniform with zero bias, then the ALPF and AHPF generators
+    /// N(0, 0.001) with zero bias. Group norms keep weight 1 and bias 0.
+    /// </summary>
+    void ResetParameters()
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is Conv2d conv)
+            {
+                nn.init.xavier_uniform_(conv.weight!);
+                nn.init.zeros_(conv.bias!);
+            }
+        }
+        foreach (var encoder in new[] { content_encoder, content_encoder2 })
+        {
+            if (encoder is null)
+                continue;
+            nn.init.normal_(encoder.weight!, 0, 0.001);
+            nn.init.zeros_(encoder.bias!);
+        }
+    }
+
+    /// <summary>Fuses <paramref name="hr"/> [B, HrChannels, H, W] with <paramref name="lr"/> [B, LrChannels, H/2, W/2].</summary>
+    /// <returns>The low-pass kernels, the filtered hr feature and the up-sampled lr feature, all at H×W.</returns>
+    /// <exception cref="ArgumentException">The shapes do not fit the options or hr is not exactly twice lr.</exception>
+    public override (Tensor MaskLr, Tensor Hr, Tensor Lr) forward(Tensor hr, Tensor lr)
+    {
+        CheckInputs(hr, lr);
+        var o = _options;
+        var padding = o.CarafePadding;
+        int kl = o.LowpassKernel, kh = o.HighpassKernel;
+        using var scope = NewDisposeScope();
+
+        var compressedHr = hr_channel_compressor.call(hr);
+        var compressedLr = lr_channel_compressor.call(lr);
+        Tensor maskLr;
+        Tensor? maskHr = null;
+        if (o.SemiConv && o.CompFeatUpsample)
+        {
+            // Initial AHPF sharpens the compressed hr feature; the initial ALPF then up-samples the kernel logits
+            // predicted at low resolution instead of repeating them.
+            var highpassFromHr = content_encoder2!.call(compressedHr);
+            var initialHighpass = KernelNormalizer.Normalize(highpassFromHr, kh, hamming_highpass);
+            compressedHr = compressedHr + compressedHr - Carafe.Lean(compressedHr, initialHighpass, kh, 1, padding);
+
+            var lowpassFromHr = content_encoder.call(compressedHr);
+            var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
+            maskLr = lowpassFromHr + Carafe.Lean(content_encoder.call(compressedLr), initialLowpass, kl, 2, padding);
+
+            var fusedLowpass = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
+            maskHr = highpassFromHr + Carafe.Lean(content_encoder2.call(compressedLr), fusedLowpass, kl, 2, padding);
+        }
+        else if (o.SemiConv)
+        {
+            maskLr = content_encoder.call(compressedHr) + Nearest2x(content_encoder.call(compressedLr));
+            if (content_encoder2 is not null)
+                maskHr = content_encoder2.call(compressedHr) + Nearest2x(content_encoder2.call(compressedLr));
+        }
+        else
+        {
+            var compressed = Nearest2x(compressedLr) + compressedHr;
+            maskLr = content_encoder.call(compressed);
+            if (content_encoder2 is not null)
+                maskHr = content_encoder2.call(compressed);
+        }
+
+        maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
+        var lrOut = o.SemiConv
+            ? Carafe.Lean(lr, maskLr, kl, 2, padding)
+            : Carafe.Lean(Nearest2x(lr), maskLr, kl, 1, padding);
+
+        Tensor hrOut;
+        if (maskHr is not null)
+        {
+            var highpassKernels = KernelNormalizer.Normalize(maskHr, kh, hamming_highpass);
+            var highFrequencies = hr - Carafe.Lean(hr, highpassKernels, kh, 1, padding);
+            hrOut = o.HrResidual ? highFrequencies + hr : highFrequencies;
+        }
+        else
+        {
+            hrOut = hr.alias();
+        }
+
+        if (dysampler is not null)
+            lrOut = dysampler.call(compressedHr, compressedLr, lrOut);
+
+        return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());
+    }
+
+    static Tensor Nearest2x(Tensor x) =>
+        nn.functional.interpolate(x, size: new[] { 2 * x.shape[2], 2 * x.shape[3] }, mode: InterpolationMode.Nearest);
+
+    void CheckInputs(Tensor hr, Tensor lr)
+    {
+        ArgumentNullException.ThrowIfNull(hr);
+        ArgumentNullException.ThrowIfNull(lr);
+        string shapes = $"hr {Carafe.Shape(hr)} and lr {Carafe.Shape(lr)}";
+        if (hr.dim() != 4 || lr.dim() != 4)
+            throw new ArgumentException($"FreqFusion needs 4-D features [B, C, H, W]; got {shapes}.", nameof(hr));
+        if (hr.shape[1] != _options.HrChannels || lr.shape[1] != _options.LrChannels)
+            throw new ArgumentException(
+                $"FreqFusion was built for {_options.HrChannels} hr channels and {_options.LrChannels} lr channels; got {shapes}.", nameof(hr));
+        if (hr.shape[0] != lr.shape[0])
+            throw new ArgumentException($"FreqFusion needs the same batch size for hr and lr; got {shapes}.", nameof(lr));
+        if (hr.shape[2] != 2 * lr.shape[2] || hr.shape[3] != 2 * lr.shape[3])
+            throw new ArgumentException(
+                $"FreqFusion needs hr exactly twice the height and width of lr; got {shapes}. " +
+                "Pad the image to a multiple of the network's output stride so every level halves exactly.", nameof(hr));
+    }
+}
