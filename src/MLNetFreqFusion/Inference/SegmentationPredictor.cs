@@ -67,9 +67,11 @@ internal sealed class SegmentationPredictor
         foreach (long x in Starts(w, ww, stride))
         {
             using var scope = NewDisposeScope();
-            var tile = rgb[.., .., y..(y + wh), x..(x + ww)];
-            sum[.., .., y..(y + wh), x..(x + ww)] += _network.call(tile);
-            count[.., .., y..(y + wh), x..(x + ww)] += 1;
+            var rows = TensorIndex.Slice(y, y + wh);
+            var cols = TensorIndex.Slice(x, x + ww);
+            var tile = rgb[TensorIndex.Colon, TensorIndex.Colon, rows, cols];
+            sum[TensorIndex.Colon, TensorIndex.Colon, rows, cols] += _network.call(tile);
+            count[TensorIndex.Colon, TensorIndex.Colon, rows, cols] += 1;
         }
         return sum / count;
     }

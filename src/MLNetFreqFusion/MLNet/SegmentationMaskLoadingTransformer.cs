@@ -3,6 +3,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetFreqFusion;
+using MLNetFreqFusion.Data;
 
 [assembly: LoadableClass(typeof(SegmentationMaskLoadingTransformer), null, typeof(SignatureLoadModel),
     SegmentationMaskLoadingTransformer.UserName, SegmentationMaskLoadingTransformer.LoaderSignature)]
@@ -43,6 +44,8 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(SegmentationMaskLoadingTransformer).Assembly.FullName);
 
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override void SaveModel(ModelSaveContext ctx)
     {
         Host.CheckValue(ctx, nameof(ctx));
@@ -123,6 +126,8 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
     static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
         => Create(env, ctx).MakeRowMapper(inputSchema);
 
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override void CheckInputColumn(DataViewSchema inputSchema, int col, int srcCol)
     {
         var type = inputSchema[srcCol].Type;
@@ -131,20 +136,22 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
                 TextDataViewType.Instance.ToString(), type.ToString());
     }
 
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override IRowMapper MakeRowMapper(DataViewSchema schema) => new Mapper(this, schema);
 
     sealed class Mapper : OneToOneMapperBase
     {
-        readonly SegmentationMaskLoadingTransformer _parent;
+        readonly SegmentationMaskLoadingTransformer _owner;
 
         public Mapper(SegmentationMaskLoadingTransformer parent, DataViewSchema inputSchema)
             : base(parent.Host.Register(nameof(Mapper)), parent, inputSchema)
         {
-            _parent = parent;
+            _owner = parent;
         }
 
         public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore()
-            => _parent.ColumnPairs.Select(p => new DataViewSchema.DetachedColumn(p.outputColumnName, SegmentationMaskDataViewType.Instance)).ToArray();
+            => _owner.ColumnPairs.Select(p => new DataViewSchema.DetachedColumn(p.outputColumnName, SegmentationMaskDataViewType.Instance)).ToArray();
 
         public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
         {
@@ -156,9 +163,9 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
                 getPath(ref path);
                 var relative = path.ToString().Trim();
                 if (relative.Length == 0)
-                    throw Host.Except($"Row {input.Position}: the mask path in column '{_parent.ColumnPairs[iinfo].inputColumnName}' is empty.");
-                var full = _parent._imageFolder is null ? relative : Path.Combine(_parent._imageFolder, relative);
-                value = MaskDecoder.Decode(full, _parent._options);
+                    throw Host.Except($"Row {input.Position}: the mask path in column '{_owner.ColumnPairs[iinfo].inputColumnName}' is empty.");
+                var full = _owner._imageFolder is null ? relative : Path.Combine(_owner._imageFolder, relative);
+                value = MaskDecoder.Decode(full, _owner._options);
             });
         }
     }

@@ -1,7 +1,8 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetFreqFusion;
-using MLNetFreqFusion.Evaluation;
 
 namespace Microsoft.ML;
 

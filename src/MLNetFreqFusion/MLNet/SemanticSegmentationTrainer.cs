@@ -1,3 +1,5 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;

@@ -1,3 +1,5 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 using Microsoft.ML;
 
 namespace MLNetFreqFusion;

@@ -1,3 +1,5 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -5,6 +7,7 @@ using MLNetFreqFusion;
 using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
 using MLNetFreqFusion.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 [assembly: LoadableClass(typeof(SemanticSegmentationTransformer), null, typeof(SignatureLoadModel),
@@ -76,6 +79,8 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         return columns.ToArray();
     }
 
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override void SaveModel(ModelSaveContext ctx)
     {
         Host.CheckValue(ctx, nameof(ctx));
@@ -116,6 +121,8 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
     static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
         => Create(env, ctx).MakeRowMapper(inputSchema);
 
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override IRowMapper MakeRowMapper(DataViewSchema schema) => new Mapper(this, schema);
 
     /// <summary>Releases the network's native memory.</summary>
@@ -123,13 +130,13 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     sealed class Mapper : MapperBase
     {
-        readonly SemanticSegmentationTransformer _parent;
+        readonly SemanticSegmentationTransformer _owner;
         readonly int _imageColumn;
 
         public Mapper(SemanticSegmentationTransformer parent, DataViewSchema inputSchema)
             : base(parent.Host.Register(nameof(Mapper)), inputSchema, parent)
         {
-            _parent = parent;
+            _owner = parent;
             var name = parent._settings.ImageColumnName;
             SchemaChecks.CheckImageColumn(Host, SchemaShape.Create(inputSchema), name);
             _imageColumn = inputSchema[name].Index;
@@ -137,7 +144,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
         public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore()
         {
-            var s = _parent._settings;
+            var s = _owner._settings;
             var columns = new List<DataViewSchema.DetachedColumn> { new(s.PredictedLabelColumnName, SegmentationMaskDataViewType.Instance) };
             if (s.ProbabilitiesColumnName is not null)
                 columns.Add(new(s.ProbabilitiesColumnName, new VectorDataViewType(NumberDataViewType.Single)));
@@ -145,15 +152,15 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         }
 
         public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
-            => column => column == _imageColumn && (activeOutput(0) || (_parent._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
+            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
 
-        public override void SaveModel(ModelSaveContext ctx) => _parent.SaveModel(ctx);
+        public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
 
         public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
         {
             disposer = () => { };
             var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
-            var predictor = new SegmentationPredictor(_parent._network, _parent._settings, _parent._device);
+            var predictor = new SegmentationPredictor(_owner._network, _owner._settings, _owner._device);
             bool wantProbabilities = iinfo == 1;
             MLImage image = null!;
             long cachedPosition = -1;
@@ -166,11 +173,11 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
                     return;
                 getImage(ref image);
                 if (image is null)
-                    throw Host.Except($"Row {input.Position}: the image column '{_parent._settings.ImageColumnName}' holds no image.");
-                var probabilities = wantProbabilities ? new float[(long)_parent._settings.NumberOfClasses * image.Width * image.Height] : null;
+                    throw Host.Except($"Row {input.Position}: the image column '{_owner._settings.ImageColumnName}' holds no image.");
+                var probabilities = wantProbabilities ? new float[(long)_owner._settings.NumberOfClasses * image.Width * image.Height] : null;
                 // One network serves every cursor and PredictionEngine of this model; TorchSharp modules are not
                 // safe to run from several threads at once, so predictions are serialised here.
-                lock (_parent._gate)
+                lock (_owner._gate)
                     cachedMask = predictor.Predict(image, probabilities);
                 cachedProbabilities = probabilities;
                 cachedPosition = input.Position;

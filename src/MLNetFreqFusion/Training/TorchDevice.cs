@@ -13,7 +13,7 @@ internal static class TorchDevice
         if (settings.GpuDeviceId is not int id)
             return CPU;
         if (cuda.is_available())
-            return CUDA(id);
+            return device(TorchSharp.DeviceType.CUDA, id);
         if (settings.FallbackToCpu)
         {
             ch?.Warning($"MLContext.GpuDeviceId is {id} but CUDA is not available to TorchSharp; training on the CPU because FallbackToCpu is set.");

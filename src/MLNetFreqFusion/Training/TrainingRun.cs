@@ -2,9 +2,8 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
-using Microsoft.ML.Transforms;
 using MLNetFreqFusion.Data;
-using MLNetFreqFusion.Evaluation;
+using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,7 +26,8 @@ internal sealed class TrainingRun
     readonly Device _device;
     readonly int _rows, _seed;
     readonly SegmentationLoss _loss;
-    readonly SegmentationAugmenter _augmenter;
+    readonly AugmentationOptions _augmentation;
+    readonly Random _random;
 
     public TrainingRun(IHost host, IChannel ch, SemanticSegmentationTrainer.Options options, SegmentationModelSettings settings,
         SegmentationNetwork network, Device device, int rows, int seed)
@@ -41,7 +41,8 @@ internal sealed class TrainingRun
         _rows = rows;
         _seed = seed;
         _loss = new SegmentationLoss(options.IgnoreIndex, options.ClassWeights, options.DiceLossWeight);
-        _augmenter = new SegmentationAugmenter(options.Augmentation, options.CropSize, options.IgnoreIndex, seed);
+        _augmentation = options.Augmentation.WithCrop(options.CropSize);
+        _random = new Random(seed);
     }
 
     public void Train(IDataView input)
@@ -140,10 +141,10 @@ internal sealed class TrainingRun
         _network.eval();
     }
 
-    (optim.Optimizer, List<(optim.AdamW.ParamGroup Group, double Multiplier)>) BuildOptimizer()
+    (optim.Optimizer, List<(TorchSharp.Modules.AdamW.ParamGroup Group, double Multiplier)>) BuildOptimizer()
     {
         // AdamW with four groups: {backbone, head} × {decayed, not decayed}; 1-D tensors are norm weights and biases.
-        var specs = new List<(IEnumerable<Parameter> Parameters, double Multiplier, double Decay)>();
+        var specs = new List<(IEnumerable<TorchSharp.Modules.Parameter> Parameters, double Multiplier, double Decay)>();
         foreach (var (parameters, multiplier) in new[] { (_network.BackboneParameters(), 1.0), (_network.DecoderParameters(), _o.HeadLearningRateMultiplier) })
         {
             var all = parameters.ToArray();
@@ -151,7 +152,7 @@ internal sealed class TrainingRun
             specs.Add((all.Where(p => p.dim() <= 1).ToArray(), multiplier, 0.0));
         }
         var groups = specs.Where(s => s.Parameters.Any())
-            .Select(s => (Group: new optim.AdamW.ParamGroup(s.Parameters, lr: _o.LearningRate * s.Multiplier, weight_decay: s.Decay), s.Multiplier))
+            .Select(s => (Group: new TorchSharp.Modules.AdamW.ParamGroup(s.Parameters, lr: _o.LearningRate * s.Multiplier, weight_decay: s.Decay), s.Multiplier))
             .ToList();
         var optimizer = optim.AdamW(groups.Select(g => g.Group), lr: _o.LearningRate);
         return (optimizer, groups);
@@ -167,55 +168,85 @@ internal sealed class TrainingRun
 
     IEnumerable<Batch> Batches(IDataView input, int epoch)
     {
-        var shuffled = new RowShufflingTransformer(_host, new RowShufflingTransformer.Options
-        {
-            PoolRows = 1000, ForceShuffle = true, ForceShuffleSeed = unchecked(_seed + epoch),
-        }, input);
-        var imageColumn = shuffled.Schema[_o.ImageColumnName];
-        var labelColumn = shuffled.Schema[_o.LabelColumnName];
-        using var cursor = shuffled.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        MLImage image = null!;
-        SegmentationMask mask = null!;
         var images = new List<Tensor>(_o.BatchSize);
         var labels = new List<Tensor>(_o.BatchSize);
-        long row = 0;
-        while (true)
+        foreach (var (image, mask) in Shuffled(input, new Random(unchecked(_seed + epoch))))
         {
-            bool more = cursor.MoveNext();
-            if (more)
+            using (image)
+            using (var scope = NewDisposeScope())
             {
-                getImage(ref image);
-                getLabel(ref mask);
-                CheckPair(image, mask, row++);
-                using var scope = NewDisposeScope();
-                var (augmentedImage, augmentedMask) = _augmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask));
+                var (augmentedImage, augmentedMask) = SegmentationAugmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask), _augmentation, _o.IgnoreIndex, _random);
                 images.Add(augmentedImage.MoveToOuterDisposeScope());
                 labels.Add(augmentedMask.MoveToOuterDisposeScope());
             }
-            if (images.Count == _o.BatchSize || (!more && images.Count > 0))
+            if (images.Count == _o.BatchSize)
+                yield return Collate(images, labels);
+        }
+        if (images.Count > 0)
+            yield return Collate(images, labels);
+    }
+
+    Batch Collate(List<Tensor> images, List<Tensor> labels)
+    {
+        var batch = new Batch { Images = stack(images).to(_device), Labels = stack(labels).to(_device), Count = images.Count };
+        foreach (var t in images.Concat(labels)) t.Dispose();
+        images.Clear();
+        labels.Clear();
+        return batch;
+    }
+
+    /// <summary>
+    /// The rows in a seeded random order through a pool of <see cref="ShufflePoolSize"/> rows, as ML.NET's own
+    /// shuffling does; ML.NET's RowShufflingTransformer itself cannot be used because it drops image columns.
+    /// Images are decoded lazily by the cursor, so memory holds at most the pool.
+    /// </summary>
+    IEnumerable<(MLImage Image, SegmentationMask Mask)> Shuffled(IDataView input, Random random)
+    {
+        var imageColumn = input.Schema[_o.ImageColumnName];
+        var labelColumn = input.Schema[_o.LabelColumnName];
+        using var cursor = input.GetRowCursor(new[] { imageColumn, labelColumn });
+        var getImage = cursor.GetGetter<MLImage>(imageColumn);
+        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
+        var pool = new List<(MLImage, SegmentationMask)>(ShufflePoolSize);
+        long row = 0;
+        while (cursor.MoveNext())
+        {
+            MLImage image = null!;
+            SegmentationMask mask = null!;
+            getImage(ref image);
+            getLabel(ref mask);
+            CheckPair(image, mask, row++);
+            if (pool.Count < ShufflePoolSize)
             {
-                var batch = new Batch { Images = stack(images).to(_device), Labels = stack(labels).to(_device), Count = images.Count };
-                foreach (var t in images.Concat(labels)) t.Dispose();
-                images.Clear();
-                labels.Clear();
-                yield return batch;
+                pool.Add((image, mask));
+                continue;
             }
-            if (!more)
-                yield break;
+            int pick = random.Next(pool.Count);
+            var chosen = pool[pick];
+            pool[pick] = (image, mask);
+            yield return chosen;
+        }
+        while (pool.Count > 0)
+        {
+            int pick = random.Next(pool.Count);
+            var chosen = pool[pick];
+            pool[pick] = pool[^1];
+            pool.RemoveAt(pool.Count - 1);
+            yield return chosen;
         }
     }
+
+    const int ShufflePoolSize = 1000;
 
     void CheckPair(MLImage? image, SegmentationMask? mask, long row)
     {
         if (image is null)
-            throw _host.Except($"Row {row} (in shuffled order) has no image in column '{_o.ImageColumnName}'.");
+            throw _host.Except($"Row {row} has no image in column '{_o.ImageColumnName}'.");
         if (mask is null)
-            throw _host.Except($"Row {row} (in shuffled order) has no mask in column '{_o.LabelColumnName}'.");
+            throw _host.Except($"Row {row} has no mask in column '{_o.LabelColumnName}'.");
         if (image.Width != mask.Width || image.Height != mask.Height)
-            throw _host.Except($"The mask{(mask.SourcePath is null ? "" : $" '{mask.SourcePath}'")} is {mask.Width}×{mask.Height} " +
-                $"but its image is {image.Width}×{image.Height}; an image and its mask must have the same size. Resize neither " +
+            throw _host.Except($"Row {row}: the mask{(mask.SourcePath is null ? "" : $" '{mask.SourcePath}'")} is {mask.Width}×{mask.Height} " +
+                $"but its image{(string.IsNullOrEmpty(image.Tag) ? "" : $" '{image.Tag}'")} is {image.Width}×{image.Height}; an image and its mask must have the same size. Resize neither " +
                 "with ResizeImages (it filters masks); fix the pair on disk.");
     }
 

@@ -1,5 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 
 namespace MLNetFreqFusion.Tests.MLNet;
 
@@ -33,7 +36,7 @@ public sealed class SemanticSegmentationEndToEndTests
         IgnoreIndex = 255,
         ClassNames = DigitsSeg.ClassNames,
         Backbone = SegmentationBackbone.ResNet18,
-        Decoder = SegmentationDecoder.FreqFusion,
+        Decoder = SegmentationDecoder.Bilinear,
         DecoderChannels = 64,
         CropSize = 64,
         BatchSize = 8,
@@ -42,7 +45,7 @@ public sealed class SemanticSegmentationEndToEndTests
         HeadLearningRateMultiplier = 1,
         WarmupSteps = 0,
         ValidationSet = validation,
-        Augmentation = new AugmentationOptions { RatioRange = (1.0, 1.0), PhotometricDistortion = false },
+        Augmentation = new AugmentationOptions { MinScaleRatio = 1, MaxScaleRatio = 1, PhotometricDistortion = false },
     };
 
     [ClassInitialize]
