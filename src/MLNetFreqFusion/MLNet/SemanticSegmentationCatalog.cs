@@ -17,6 +17,18 @@ public static class SemanticSegmentationMLContextExtensions
         ArgumentNullException.ThrowIfNull(mlContext);
         return new SemanticSegmentationCatalog(mlContext);
     }
+
+    /// <summary>
+    /// Stops work running on <paramref name="mlContext"/>: a segmentation Fit ends at its next step with an
+    /// <see cref="OperationCanceledException"/>. ML.NET 5 keeps <c>MLContext.CancelExecution</c> internal; this makes it
+    /// callable, for example from <see cref="SemanticSegmentationTrainer.Options.Progress"/> or another thread.
+    /// </summary>
+    /// <param name="mlContext">The context whose work to cancel. It stays cancelled: use a new context afterwards.</param>
+    public static void CancelExecution(this MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ((Microsoft.ML.Runtime.ICancelable)mlContext).CancelExecution();
+    }
 }
 
 /// <summary>Trainers and evaluation for semantic segmentation, from <c>mlContext.SemanticSegmentation()</c>.</summary>
