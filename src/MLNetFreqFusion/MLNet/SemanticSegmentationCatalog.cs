@@ -27,7 +27,7 @@ public static class SemanticSegmentationMLContextExtensions
     public static void CancelExecution(this MLContext mlContext)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
-        ((Microsoft.ML.Runtime.ICancelable)mlContext).CancelExecution();
+        mlContext.CancelExecution(); // binds to the internal instance method: the library compiles against publicized ML.NET
     }
 }
 
