@@ -20,7 +20,7 @@ public sealed class AugmentationOptions
     /// </summary>
     public (int LongEdge, int ShortEdge)? BaseScale;
 
-    /// <summary>Height of the training crop in pixels; smaller images are padded. Default 512.</summary>
+    /// <summary>Height of the training crop in pixels; smaller images are padded. Default 512. The trainer sets it (and <see cref="CropWidth"/>) from its square <c>CropSize</c>.</summary>
     public int CropHeight = 512;
 
     /// <summary>Width of the training crop in pixels; smaller images are padded. Default 512.</summary>
@@ -40,6 +40,15 @@ public sealed class AugmentationOptions
     /// probability 0.5, as mmsegmentation's <c>PhotoMetricDistortion</c>. Default true.
     /// </summary>
     public bool PhotometricDistortion = true;
+
+    /// <summary>A copy whose crop is the trainer's square CropSize.</summary>
+    internal AugmentationOptions WithCrop(int cropSize)
+    {
+        var copy = (AugmentationOptions)MemberwiseClone();
+        copy.CropHeight = cropSize;
+        copy.CropWidth = cropSize;
+        return copy;
+    }
 
     internal void Validate()
     {

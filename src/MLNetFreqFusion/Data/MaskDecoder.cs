@@ -91,7 +91,7 @@ internal static class MaskDecoder
         }
 
         Remap(labels, width, options, path);
-        return new SegmentationMask(width, height, labels, classNames);
+        return new SegmentationMask(width, height, labels, classNames) { SourcePath = path };
     }
 
     static string Describe(PngHeader? png) => png switch

@@ -39,6 +39,9 @@ public sealed class SegmentationMask
     /// <summary>Class names, index by index, when known; otherwise null.</summary>
     public IReadOnlyList<string>? ClassNames { get; }
 
+    /// <summary>The file the mask was read from, when it was read from one; used in error messages.</summary>
+    public string? SourcePath { get; init; }
+
     /// <summary>Reads a mask file: index PNG (8 or 16 bit), palette PNG (its indices) or a colour-coded image.</summary>
     /// <param name="path">The mask file.</param>
     /// <param name="options">How pixels encode classes; null reads index and palette PNGs as they are.</param>

@@ -1,0 +1,138 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MLNetFreqFusion;
+
+namespace Microsoft.ML;
+
+/// <summary>Entry point of semantic segmentation on an <see cref="MLContext"/>: <c>mlContext.SemanticSegmentation()</c>.</summary>
+public static class SemanticSegmentationMLContextExtensions
+{
+    /// <summary>The semantic-segmentation catalog: trainers and evaluation.</summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <returns>A catalog bound to <paramref name="mlContext"/>.</returns>
+    public static SemanticSegmentationCatalog SemanticSegmentation(this MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        return new SemanticSegmentationCatalog(mlContext);
+    }
+
+    /// <summary>
+    /// Stops work running on <paramref name="mlContext"/>: a segmentation Fit ends at its next step with an
+    /// <see cref="OperationCanceledException"/>. ML.NET 5 keeps <c>MLContext.CancelExecution</c> internal; this makes it
+    /// callable, for example from <see cref="SemanticSegmentationTrainer.Options.Progress"/> or another thread.
+    /// </summary>
+    /// <param name="mlContext">The context whose work to cancel. It stays cancelled: use a new context afterwards.</param>
+    public static void CancelExecution(this MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        mlContext.CancelExecution(); // binds to the internal instance method: the library compiles against publicized ML.NET
+    }
+}
+
+/// <summary>Trainers and evaluation for semantic segmentation, from <c>mlContext.SemanticSegmentation()</c>.</summary>
+public sealed class SemanticSegmentationCatalog
+{
+    readonly IHostEnvironment _env;
+
+    internal SemanticSegmentationCatalog(MLContext mlContext)
+    {
+        _env = mlContext;
+        SegmentationMaskDataViewType.EnsureRegistered();
+        Trainers = new SemanticSegmentationTrainers(_env);
+    }
+
+    /// <summary>The segmentation trainers.</summary>
+    public SemanticSegmentationTrainers Trainers { get; }
+
+    /// <summary>
+    /// Computes mmsegmentation's IoU metrics (and Boundary IoU) of predicted masks against label masks over the whole
+    /// data set. Pixels whose label is <paramref name="ignoreIndex"/> count nowhere.
+    /// </summary>
+    /// <param name="data">Scored data: the output of a <see cref="SemanticSegmentationTransformer"/>.</param>
+    /// <param name="labelColumnName">Column of label masks (<see cref="SegmentationMask"/>).</param>
+    /// <param name="predictedLabelColumnName">Column of predicted masks (<see cref="SegmentationMask"/>).</param>
+    /// <param name="numberOfClasses">Number of classes; by default the length of the predicted masks' class names.</param>
+    /// <param name="ignoreIndex">Label value left out of every metric. Default 255.</param>
+    /// <param name="boundaryDilationRatio">Boundary IoU band width as a fraction of the image diagonal. Default 0.02.</param>
+    /// <returns>The metrics, as fractions in [0, 1].</returns>
+    public SemanticSegmentationMetrics Evaluate(IDataView data, string labelColumnName = "Label", string predictedLabelColumnName = "PredictedLabel",
+        int? numberOfClasses = null, int ignoreIndex = 255, double boundaryDilationRatio = 0.02)
+    {
+        var host = _env.Register("SemanticSegmentationEvaluation");
+        host.CheckValue(data, nameof(data));
+        var shape = SchemaShape.Create(data.Schema);
+        SchemaChecks.CheckMaskColumn(host, shape, labelColumnName, "label");
+        SchemaChecks.CheckMaskColumn(host, shape, predictedLabelColumnName, "predicted label");
+        var labelColumn = data.Schema[labelColumnName];
+        var predictedColumn = data.Schema[predictedLabelColumnName];
+        using var cursor = data.GetRowCursor(new[] { labelColumn, predictedColumn });
+        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
+        var getPredicted = cursor.GetGetter<SegmentationMask>(predictedColumn);
+        SegmentationMask label = null!, predicted = null!;
+        SegmentationMetricsAccumulator? accumulator = null;
+        long row = 0;
+        while (cursor.MoveNext())
+        {
+            host.CheckAlive();
+            getLabel(ref label);
+            getPredicted(ref predicted);
+            if (label is null || predicted is null)
+                throw host.Except($"Row {row} has no {(label is null ? "label" : "predicted")} mask.");
+            if (label.Width != predicted.Width || label.Height != predicted.Height)
+                throw host.Except($"Row {row}{(label.SourcePath is null ? "" : $" ('{label.SourcePath}')")}: the label mask is {label.Width}×{label.Height} " +
+                    $"but the predicted mask is {predicted.Width}×{predicted.Height}; the image and its mask must have the same size.");
+            if (accumulator is null)
+            {
+                int classes = numberOfClasses ?? predicted.ClassNames?.Count
+                    ?? throw host.Except("The predicted masks carry no class names, so the number of classes is unknown; pass numberOfClasses.");
+                host.CheckUserArg(classes >= 2, nameof(numberOfClasses), "There must be at least 2 classes.");
+                accumulator = new SegmentationMetricsAccumulator(classes, ignoreIndex, predicted.ClassNames, boundaryDilationRatio);
+            }
+            accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
+            row++;
+        }
+        if (accumulator is null)
+            throw host.Except("The data to evaluate has no rows.");
+        return accumulator.Compute();
+    }
+}
+
+/// <summary>Segmentation trainers, from <c>mlContext.SemanticSegmentation().Trainers</c>.</summary>
+public sealed class SemanticSegmentationTrainers
+{
+    readonly IHostEnvironment _env;
+
+    internal SemanticSegmentationTrainers(IHostEnvironment env) => _env = env;
+
+    /// <summary>
+    /// A backbone with the FreqFusion decode head, trained with the SegFormer/SegNeXt + FreqFusion recipe.
+    /// </summary>
+    /// <param name="labelColumnName">Column of label masks (<see cref="SegmentationMask"/>, from <c>LoadSegmentationMasks</c>).</param>
+    /// <param name="imageColumnName">Column of images (<see cref="MLImage"/>, from <c>LoadImages</c>).</param>
+    /// <param name="numberOfClasses">Number of classes, background included.</param>
+    /// <param name="predictedLabelColumnName">Output column of predicted masks.</param>
+    /// <param name="backbone">The encoder.</param>
+    /// <param name="decoder">The decode head; the bilinear heads are baselines for comparison.</param>
+    /// <param name="maxEpochs">Passes over the training data.</param>
+    /// <param name="batchSize">Images per step.</param>
+    /// <param name="cropSize">Side of the square training crops.</param>
+    /// <param name="validationSet">Data scored after every epoch; the best epoch's weights are kept.</param>
+    /// <returns>The trainer; <c>Fit</c> returns a <see cref="SemanticSegmentationTransformer"/>.</returns>
+    public SemanticSegmentationTrainer FreqFusion(string labelColumnName = "Label", string imageColumnName = "Image", int numberOfClasses = 2,
+        string predictedLabelColumnName = "PredictedLabel", SegmentationBackbone backbone = SegmentationBackbone.ResNet18,
+        SegmentationDecoder decoder = SegmentationDecoder.FreqFusion, int maxEpochs = 20, int batchSize = 8, int cropSize = 512,
+        IDataView? validationSet = null)
+        => new(_env, new SemanticSegmentationTrainer.Options
+        {
+            LabelColumnName = labelColumnName, ImageColumnName = imageColumnName, NumberOfClasses = numberOfClasses,
+            PredictedLabelColumnName = predictedLabelColumnName, Backbone = backbone, Decoder = decoder, MaxEpochs = maxEpochs,
+            BatchSize = batchSize, CropSize = cropSize, ValidationSet = validationSet,
+        });
+
+    /// <summary>A segmentation trainer with every option (<see cref="SemanticSegmentationTrainer.Options"/>).</summary>
+    /// <param name="options">The options; <see cref="SemanticSegmentationTrainer.Options.NumberOfClasses"/> is required.</param>
+    /// <returns>The trainer; <c>Fit</c> returns a <see cref="SemanticSegmentationTransformer"/>.</returns>
+    public SemanticSegmentationTrainer FreqFusion(SemanticSegmentationTrainer.Options options) => new(_env, options);
+}

@@ -1,0 +1,125 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
+using Microsoft.ML;
+
+namespace MLNetFreqFusion;
+
+public sealed partial class SemanticSegmentationTrainer
+{
+    /// <summary>
+    /// Options of <see cref="SemanticSegmentationTrainer"/>. Defaults follow the SegFormer/SegNeXt + FreqFusion
+    /// recipe (AdamW, lr 6e-5, weight decay 0.01, head at 10× lr, poly schedule with linear warmup); every field says
+    /// its default. docs/training.md says when to change them.
+    /// </summary>
+    public sealed class Options
+    {
+        /// <summary>Input column of images (<see cref="Microsoft.ML.Data.MLImage"/>, any size). Default "Image".</summary>
+        public string ImageColumnName = "Image";
+
+        /// <summary>Input column of label masks (<see cref="SegmentationMask"/>, as written by <c>LoadSegmentationMasks</c>). Default "Label".</summary>
+        public string LabelColumnName = "Label";
+
+        /// <summary>Output column of predicted masks (<see cref="SegmentationMask"/>, the input image's size). Default "PredictedLabel".</summary>
+        public string PredictedLabelColumnName = "PredictedLabel";
+
+        /// <summary>
+        /// Optional output column of per-class probabilities (vector of float, K × H × W, class-major). Null (the
+        /// default) adds no such column: it is large.
+        /// </summary>
+        public string? ProbabilitiesColumnName;
+
+        /// <summary>Number of classes K (at least 2). Label values must be below K or equal <see cref="IgnoreIndex"/>. Required.</summary>
+        public int NumberOfClasses;
+
+        /// <summary>Label value left out of the loss and the metrics. Default 255.</summary>
+        public int IgnoreIndex = 255;
+
+        /// <summary>Class names, one per class, carried into predictions and metrics. Default: none (the indices are used).</summary>
+        public IReadOnlyList<string>? ClassNames;
+
+        /// <summary>The encoder. Default <see cref="SegmentationBackbone.ResNet18"/>.</summary>
+        public SegmentationBackbone Backbone = SegmentationBackbone.ResNet18;
+
+        /// <summary>The decode head. Default <see cref="SegmentationDecoder.FreqFusion"/>; the bilinear heads are the baselines.</summary>
+        public SegmentationDecoder Decoder = SegmentationDecoder.FreqFusion;
+
+        /// <summary>
+        /// Width of the decode head. Default null: 256 for the ResNets, MiT-B0/B1 and the FPN heads, 768 for MiT-B2…B5
+        /// (SegFormer's widths). Smaller widths train faster on small data.
+        /// </summary>
+        public int? DecoderChannels;
+
+        /// <summary>
+        /// Backbone stages (0 = stride 4 … 3 = stride 32) that feed the head, increasing. Default null: all four.
+        /// </summary>
+        public int[]? DecoderInputStages;
+
+        /// <summary>
+        /// Pretrained weights for the backbone: the path of the ML.NET ResNet-18 ONNX file for
+        /// <see cref="SegmentationBackbone.ResNet18ImageNet"/> (when null, the copy that the package
+        /// Microsoft.ML.DnnImageFeaturizer.ResNet18 puts in the application's build output is used), or a PyTorch checkpoint (.pt, .pth, .bin, .safetensors)
+        /// of the chosen backbone. Default: none (random initialisation). docs/model.md lists the choices.
+        /// </summary>
+        public string? PretrainedWeightsPath;
+
+        /// <summary>Keep batch-norm statistics frozen (eval mode) while training — the usual choice for small batches. Default false.</summary>
+        public bool FreezeBatchNorm;
+
+        /// <summary>Epochs at the start during which the backbone is not updated (only the head trains). Default 0.</summary>
+        public int FreezeBackboneEpochs;
+
+        /// <summary>Side of the square random training crops. Default 512.</summary>
+        public int CropSize = 512;
+
+        /// <summary>Images per optimizer step. Default 8.</summary>
+        public int BatchSize = 8;
+
+        /// <summary>Passes over the training data. Default 20.</summary>
+        public int MaxEpochs = 20;
+
+        /// <summary>AdamW learning rate of the backbone. Default 6e-5.</summary>
+        public double LearningRate = 6e-5;
+
+        /// <summary>Multiplier of the learning rate for the decode head and its FreqFusion stages. Default 10.</summary>
+        public double HeadLearningRateMultiplier = 10;
+
+        /// <summary>AdamW weight decay; not applied to normalisation weights and biases. Default 0.01.</summary>
+        public double WeightDecay = 0.01;
+
+        /// <summary>
+        /// Linear warmup steps. Default 1500 (the paper's configurations), capped at a tenth of all steps so that
+        /// short runs are not all warmup.
+        /// </summary>
+        public int WarmupSteps = 1500;
+
+        /// <summary>Power of the polynomial decay after warmup. Default 1.0.</summary>
+        public double PolyPower = 1.0;
+
+        /// <summary>Per-class loss weights (length K). Default: none.</summary>
+        public float[]? ClassWeights;
+
+        /// <summary>Weight of an added soft Dice loss term. Default 0 (cross-entropy only).</summary>
+        public double DiceLossWeight;
+
+        /// <summary>Training augmentation (random resize, crop, flip, photometric distortion). <see cref="CropSize"/> sets the crop.</summary>
+        public AugmentationOptions Augmentation = new();
+
+        /// <summary>Data to compute the mean IoU on after every epoch; the best epoch's weights are kept. Default: none.</summary>
+        public IDataView? ValidationSet;
+
+        /// <summary>Stop when validation mean IoU has not improved for this many epochs. Default: null (never).</summary>
+        public int? EarlyStoppingPatience;
+
+        /// <summary>Receives a report after every step and every validation, in addition to the ML.NET log. Default: none.</summary>
+        public IProgress<SemanticSegmentationProgress>? Progress;
+
+        /// <summary>Inference: images with a side longer than this are predicted by overlapping sliding windows of this size. Default 1024.</summary>
+        public int SlidingWindowSize = 1024;
+
+        /// <summary>Inference: overlap between neighbouring sliding windows, as a fraction of the window. Default 1/3.</summary>
+        public double SlidingWindowOverlap = 1.0 / 3;
+
+        /// <summary>Inference: average the logits of the image and its horizontal mirror. Default false.</summary>
+        public bool FlipTest;
+    }
+}

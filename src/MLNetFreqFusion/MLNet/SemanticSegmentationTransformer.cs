@@ -1,0 +1,197 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MLNetFreqFusion;
+using MLNetFreqFusion.Inference;
+using MLNetFreqFusion.Networks;
+using MLNetFreqFusion.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+[assembly: LoadableClass(typeof(SemanticSegmentationTransformer), null, typeof(SignatureLoadModel),
+    SemanticSegmentationTransformer.UserName, SemanticSegmentationTransformer.LoaderSignature)]
+[assembly: LoadableClass(typeof(IRowMapper), typeof(SemanticSegmentationTransformer), null, typeof(SignatureLoadRowMapper),
+    SemanticSegmentationTransformer.UserName, SemanticSegmentationTransformer.LoaderSignature)]
+
+namespace MLNetFreqFusion;
+
+/// <summary>
+/// A trained segmentation model in an ML.NET pipeline: adds a <see cref="SegmentationMask"/> column (by default
+/// "PredictedLabel") with the predicted class of every pixel, at the input image's size, and optionally per-class
+/// probabilities. Saved and loaded with <c>mlContext.Model.Save</c>/<c>Load</c>, weights included.
+/// </summary>
+public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, IDisposable
+{
+    internal const string UserName = "FreqFusion Semantic Segmentation";
+    internal const string LoaderSignature = "FFSEGMNT";
+    const string WeightsStream = "TSModel";
+
+    readonly SegmentationModelSettings _settings;
+    readonly SegmentationNetwork _network;
+    readonly Device _device;
+    readonly object _gate = new();
+
+    internal SemanticSegmentationTransformer(IHostEnvironment env, SegmentationModelSettings settings, SegmentationNetwork network)
+        : base(Contracts.CheckRef(env, nameof(env)).Register(nameof(SemanticSegmentationTransformer)))
+    {
+        SegmentationMaskDataViewType.EnsureRegistered();
+        _settings = settings;
+        _network = network;
+        _device = TorchDevice.Resolve(env, null);
+        _network.to(_device);
+        _network.eval();
+    }
+
+    /// <summary>Number of classes the model predicts.</summary>
+    public int NumberOfClasses => _settings.NumberOfClasses;
+
+    /// <summary>Class names, index by index.</summary>
+    public IReadOnlyList<string> ClassNames => _settings.ClassNames;
+
+    /// <summary>The network's encoder.</summary>
+    public SegmentationBackbone Backbone => _settings.Backbone;
+
+    /// <summary>The network's decode head.</summary>
+    public SegmentationDecoder Decoder => _settings.Decoder;
+
+    internal SegmentationNetwork Network => _network;
+
+    internal SegmentationModelSettings Settings => _settings;
+
+    static VersionInfo GetVersionInfo() => new(
+        modelSignature: "FFSEGMNT",
+        verWrittenCur: 0x00010001, // Initial
+        verReadableCur: 0x00010001,
+        verWeCanReadBack: 0x00010001,
+        loaderSignature: LoaderSignature,
+        loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
+
+    internal static SchemaShape.Column[] OutputColumns(string predictedLabel, string? probabilities)
+    {
+        var columns = new List<SchemaShape.Column>
+        {
+            new(predictedLabel, SchemaShape.Column.VectorKind.Scalar, SegmentationMaskDataViewType.Instance, false),
+        };
+        if (probabilities is not null)
+            columns.Add(new(probabilities, SchemaShape.Column.VectorKind.VariableVector, NumberDataViewType.Single, false));
+        return columns.ToArray();
+    }
+
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
+    public override void SaveModel(ModelSaveContext ctx)
+    {
+        Host.CheckValue(ctx, nameof(ctx));
+        ctx.CheckAtModel();
+        ctx.SetVersionInfo(GetVersionInfo());
+
+        // *** Binary format ***
+        // SegmentationModelSettings (see its Write)
+        // stream "TSModel": the network's TorchSharp state dict
+        _settings.Write(ctx.Writer);
+        ctx.SaveBinaryStream(WeightsStream, w =>
+        {
+            lock (_gate)
+                _network.save(w);
+        });
+    }
+
+    static SemanticSegmentationTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
+    {
+        Contracts.CheckValue(env, nameof(env));
+        var host = env.Register(nameof(SemanticSegmentationTransformer));
+        host.CheckValue(ctx, nameof(ctx));
+        if (ctx.Header.ModelVerReadable > GetVersionInfo().VerWrittenCur)
+            throw host.Except($"This model was saved by a newer MLNetFreqFusion (format 0x{ctx.Header.ModelVerReadable:X8}); this one reads " +
+                $"up to 0x{GetVersionInfo().VerWrittenCur:X8}. Update the MLNetFreqFusion package to load it.");
+        ctx.CheckAtModel(GetVersionInfo());
+
+        // *** Binary format ***
+        // SegmentationModelSettings (see its Write)
+        // stream "TSModel": the network's TorchSharp state dict
+        var settings = SegmentationModelSettings.Read(ctx.Reader, host);
+        var network = SegmentationNetwork.Create(settings.ToNetworkOptions(pretrainedWeightsPath: null, freezeBatchNorm: false), loadPretrainedWeights: false);
+        bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r => network.load(r, strict: true));
+        host.CheckDecode(loaded, "the model has no network weights (stream TSModel)");
+        return new SemanticSegmentationTransformer(env, settings, network);
+    }
+
+    static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
+        => Create(env, ctx).MakeRowMapper(inputSchema);
+
+    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
+    public override IRowMapper MakeRowMapper(DataViewSchema schema) => new Mapper(this, schema);
+
+    /// <summary>Releases the network's native memory.</summary>
+    public void Dispose() => _network.Dispose();
+
+    sealed class Mapper : MapperBase
+    {
+        readonly SemanticSegmentationTransformer _owner;
+        readonly int _imageColumn;
+
+        public Mapper(SemanticSegmentationTransformer parent, DataViewSchema inputSchema)
+            : base(parent.Host.Register(nameof(Mapper)), inputSchema, parent)
+        {
+            _owner = parent;
+            var name = parent._settings.ImageColumnName;
+            SchemaChecks.CheckImageColumn(Host, SchemaShape.Create(inputSchema), name);
+            _imageColumn = inputSchema[name].Index;
+        }
+
+        public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore()
+        {
+            var s = _owner._settings;
+            var columns = new List<DataViewSchema.DetachedColumn> { new(s.PredictedLabelColumnName, SegmentationMaskDataViewType.Instance) };
+            if (s.ProbabilitiesColumnName is not null)
+                columns.Add(new(s.ProbabilitiesColumnName, new VectorDataViewType(NumberDataViewType.Single)));
+            return columns.ToArray();
+        }
+
+        public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
+            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
+
+        public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
+
+        public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
+        {
+            disposer = () => { };
+            var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
+            var predictor = new SegmentationPredictor(_owner._network, _owner._settings, _owner._device);
+            bool wantProbabilities = iinfo == 1;
+            MLImage image = null!;
+            long cachedPosition = -1;
+            SegmentationMask? cachedMask = null;
+            float[]? cachedProbabilities = null;
+
+            void Update()
+            {
+                if (cachedPosition == input.Position)
+                    return;
+                getImage(ref image);
+                if (image is null)
+                    throw Host.Except($"Row {input.Position}: the image column '{_owner._settings.ImageColumnName}' holds no image.");
+                var probabilities = wantProbabilities ? new float[(long)_owner._settings.NumberOfClasses * image.Width * image.Height] : null;
+                // One network serves every cursor and PredictionEngine of this model; TorchSharp modules are not
+                // safe to run from several threads at once, so predictions are serialised here.
+                lock (_owner._gate)
+                    cachedMask = predictor.Predict(image, probabilities);
+                cachedProbabilities = probabilities;
+                cachedPosition = input.Position;
+            }
+
+            if (!wantProbabilities)
+                return (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => { Update(); value = cachedMask!; });
+            return (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
+            {
+                Update();
+                var editor = VBufferEditor.Create(ref value, cachedProbabilities!.Length);
+                cachedProbabilities.CopyTo(editor.Values);
+                value = editor.Commit();
+            });
+        }
+    }
+}

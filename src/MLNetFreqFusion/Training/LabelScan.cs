@@ -1,0 +1,50 @@
+using Microsoft.ML;
+using Microsoft.ML.Runtime;
+
+namespace MLNetFreqFusion.Training;
+
+/// <summary>
+/// One pass over a label column before training: counts the rows and rejects label values that are neither a class
+/// nor the ignore index, naming the row and file, so that a bad mask fails in seconds rather than mid-epoch.
+/// </summary>
+internal static class LabelScan
+{
+    public static int Run(IExceptionContext ectx, IDataView data, SemanticSegmentationTrainer.Options o, string what)
+    {
+        var column = data.Schema[o.LabelColumnName];
+        using var cursor = data.GetRowCursor(new[] { column });
+        var getter = cursor.GetGetter<SegmentationMask>(column);
+        SegmentationMask mask = null!;
+        int rows = 0;
+        long classPixels = 0, ignorePixels = 0;
+        while (cursor.MoveNext())
+        {
+            getter(ref mask);
+            if (mask is null)
+                throw ectx.Except($"Row {rows} of the {what} has no label mask in column '{o.LabelColumnName}'.");
+            foreach (var value in mask.Labels)
+            {
+                if (value == o.IgnoreIndex) { ignorePixels++; continue; }
+                if (value < o.NumberOfClasses) { if (value > 0) classPixels++; continue; }
+                throw ectx.Except(BadValueMessage(rows, mask, value, o));
+            }
+            rows++;
+        }
+        if (rows == 0)
+            throw ectx.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
+        if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
+            throw ectx.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
+                "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., valueMap: {{255: 1}}) " +
+                "(MaskDecodeOptions.ValueMap) and NumberOfClasses = 2.");
+        return rows;
+    }
+
+    static string BadValueMessage(int row, SegmentationMask mask, int value, SemanticSegmentationTrainer.Options o)
+    {
+        string source = mask.SourcePath is null ? "" : $" ('{mask.SourcePath}')";
+        string hint = value == 255
+            ? " Masks saved as 0/255 use 255 for the foreground: map it to class 1 with MaskDecodeOptions.ValueMap {255: 1}, or set IgnoreIndex = 255 if 255 marks pixels to ignore."
+            : $" Set NumberOfClasses to at least {value + 1}, or remap the value with MaskDecodeOptions.ValueMap.";
+        return $"Row {row}{source}: label value {value} is not a class (NumberOfClasses is {o.NumberOfClasses}) and not the ignore index {o.IgnoreIndex}.{hint}";
+    }
+}

@@ -1,0 +1,299 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MLNetFreqFusion.Data;
+using MLNetFreqFusion.Inference;
+using MLNetFreqFusion.Networks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Training;
+
+/// <summary>
+/// The optimisation loop of <see cref="SemanticSegmentationTrainer"/>: shuffled augmented batches, AdamW with the
+/// head at a multiple of the backbone's learning rate and no decay on 1-D parameters (norms, biases), poly schedule
+/// with warmup, validation mean IoU after every epoch with the best weights kept, early stopping, progress, and
+/// cancellation between steps.
+/// </summary>
+internal sealed class TrainingRun
+{
+    readonly IHost _host;
+    readonly IChannel _ch;
+    readonly SemanticSegmentationTrainer.Options _o;
+    readonly SegmentationModelSettings _settings;
+    readonly SegmentationNetwork _network;
+    readonly Device _device;
+    readonly int _rows, _seed;
+    readonly SegmentationLoss _loss;
+    readonly AugmentationOptions _augmentation;
+    readonly Random _random;
+
+    public TrainingRun(IHost host, IChannel ch, SemanticSegmentationTrainer.Options options, SegmentationModelSettings settings,
+        SegmentationNetwork network, Device device, int rows, int seed)
+    {
+        _host = host;
+        _ch = ch;
+        _o = options;
+        _settings = settings;
+        _network = network;
+        _device = device;
+        _rows = rows;
+        _seed = seed;
+        _loss = new SegmentationLoss(options.IgnoreIndex, options.ClassWeights, options.DiceLossWeight);
+        _augmentation = options.Augmentation.WithCrop(options.CropSize);
+        _random = new Random(seed);
+    }
+
+    public void Train(IDataView input)
+    {
+        int stepsPerEpoch = (_rows + _o.BatchSize - 1) / _o.BatchSize;
+        int totalSteps = stepsPerEpoch * _o.MaxEpochs;
+        var schedule = new LearningRateSchedule(totalSteps, Math.Min(_o.WarmupSteps, totalSteps / 10), _o.PolyPower);
+        var (optimizer, groups) = BuildOptimizer();
+        using var _ = optimizer;
+
+        Dictionary<string, Tensor>? best = null;
+        double bestMeanIoU = double.NegativeInfinity;
+        int epochsWithoutImprovement = 0, step = 0;
+        var clock = Stopwatch.StartNew();
+        var lastLog = TimeSpan.Zero;
+        var backbone = _network.BackboneParameters().ToArray();
+
+        for (int epoch = 1; epoch <= _o.MaxEpochs; epoch++)
+        {
+            bool freezeBackbone = epoch <= _o.FreezeBackboneEpochs;
+            foreach (var p in backbone)
+                p.requires_grad = !freezeBackbone;
+            _network.train();
+            var epochClock = Stopwatch.StartNew();
+            int images = 0;
+            foreach (var batch in Batches(input, epoch))
+            {
+                _host.CheckAlive();
+                double loss;
+                using (var scope = NewDisposeScope())
+                {
+                    double factor = schedule.Factor(step);
+                    foreach (var (group, multiplier) in groups)
+                        group.LearningRate = _o.LearningRate * multiplier * factor;
+                    optimizer.zero_grad();
+                    var logits = _network.call(batch.Images);
+                    var l = _loss.Compute(logits, batch.Labels);
+                    l.backward();
+                    optimizer.step();
+                    loss = l.item<float>();
+                }
+                batch.Dispose();
+                if (double.IsNaN(loss) || double.IsInfinity(loss))
+                    throw _host.Except($"The training loss became {loss} at epoch {epoch}, step {step + 1}. Lower LearningRate " +
+                        $"(now {_o.LearningRate}) or check the data for corrupt images.");
+                step++;
+                images += batch.Count;
+                var report = new SemanticSegmentationProgress
+                {
+                    Epoch = epoch, MaxEpochs = _o.MaxEpochs, Step = step, TotalSteps = totalSteps, Loss = loss,
+                    LearningRate = _o.LearningRate * schedule.Factor(step - 1),
+                    ImagesPerSecond = images / Math.Max(1e-9, epochClock.Elapsed.TotalSeconds),
+                    EstimatedTimeRemaining = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / step * (totalSteps - step)),
+                };
+                _o.Progress?.Report(report);
+                if (clock.Elapsed - lastLog >= TimeSpan.FromSeconds(10) || step == 1)
+                {
+                    lastLog = clock.Elapsed;
+                    _ch.Info($"epoch {epoch}/{_o.MaxEpochs} step {step}/{totalSteps} loss {loss:F4} lr {report.LearningRate:G3} " +
+                        $"{report.ImagesPerSecond:F1} img/s eta {report.EstimatedTimeRemaining:hh\\:mm\\:ss}");
+                }
+            }
+            _ch.Info($"epoch {epoch}/{_o.MaxEpochs} done in {epochClock.Elapsed.TotalSeconds:F1} s");
+
+            if (_o.ValidationSet is null)
+                continue;
+            double meanIoU = Validate(_o.ValidationSet);
+            _o.Progress?.Report(new SemanticSegmentationProgress
+            {
+                Epoch = epoch, MaxEpochs = _o.MaxEpochs, Step = step, TotalSteps = totalSteps, ValidationMeanIoU = meanIoU,
+                LearningRate = _o.LearningRate * schedule.Factor(Math.Max(0, step - 1)),
+                EstimatedTimeRemaining = TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / Math.Max(1, step) * (totalSteps - step)),
+            });
+            _ch.Info($"epoch {epoch}/{_o.MaxEpochs} validation mIoU {meanIoU:P2}");
+            if (meanIoU > bestMeanIoU)
+            {
+                bestMeanIoU = meanIoU;
+                epochsWithoutImprovement = 0;
+                DisposeAll(best);
+                best = Snapshot();
+            }
+            else if (_o.EarlyStoppingPatience is int patience && ++epochsWithoutImprovement >= patience)
+            {
+                _ch.Info($"early stopping after epoch {epoch}: no better validation mIoU for {patience} epochs");
+                break;
+            }
+        }
+        foreach (var p in backbone)
+            p.requires_grad = true;
+        if (best is not null)
+        {
+            _ch.Info($"keeping the weights of the best validation epoch (mIoU {bestMeanIoU:P2})");
+            _network.load_state_dict(best);
+            DisposeAll(best);
+        }
+        _network.eval();
+    }
+
+    (optim.Optimizer, List<(TorchSharp.Modules.AdamW.ParamGroup Group, double Multiplier)>) BuildOptimizer()
+    {
+        // AdamW with four groups: {backbone, head} × {decayed, not decayed}; 1-D tensors are norm weights and biases.
+        var specs = new List<(IEnumerable<TorchSharp.Modules.Parameter> Parameters, double Multiplier, double Decay)>();
+        foreach (var (parameters, multiplier) in new[] { (_network.BackboneParameters(), 1.0), (_network.DecoderParameters(), _o.HeadLearningRateMultiplier) })
+        {
+            var all = parameters.ToArray();
+            specs.Add((all.Where(p => p.dim() > 1).ToArray(), multiplier, _o.WeightDecay));
+            specs.Add((all.Where(p => p.dim() <= 1).ToArray(), multiplier, 0.0));
+        }
+        var groups = specs.Where(s => s.Parameters.Any())
+            .Select(s => (Group: new TorchSharp.Modules.AdamW.ParamGroup(s.Parameters, lr: _o.LearningRate * s.Multiplier, weight_decay: s.Decay), s.Multiplier))
+            .ToList();
+        var optimizer = optim.AdamW(groups.Select(g => g.Group), lr: _o.LearningRate);
+        return (optimizer, groups);
+    }
+
+    sealed class Batch : IDisposable
+    {
+        public required Tensor Images { get; init; }
+        public required Tensor Labels { get; init; }
+        public required int Count { get; init; }
+        public void Dispose() { Images.Dispose(); Labels.Dispose(); }
+    }
+
+    IEnumerable<Batch> Batches(IDataView input, int epoch)
+    {
+        var images = new List<Tensor>(_o.BatchSize);
+        var labels = new List<Tensor>(_o.BatchSize);
+        foreach (var (image, mask) in Shuffled(input, new Random(unchecked(_seed + epoch))))
+        {
+            using (image)
+            using (var scope = NewDisposeScope())
+            {
+                var (augmentedImage, augmentedMask) = SegmentationAugmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask), _augmentation, _o.IgnoreIndex, _random);
+                images.Add(augmentedImage.MoveToOuterDisposeScope());
+                labels.Add(augmentedMask.MoveToOuterDisposeScope());
+            }
+            if (images.Count == _o.BatchSize)
+                yield return Collate(images, labels);
+        }
+        if (images.Count > 0)
+            yield return Collate(images, labels);
+    }
+
+    Batch Collate(List<Tensor> images, List<Tensor> labels)
+    {
+        Batch batch;
+        // The scope also frees the stacked CPU tensors when moving to another device makes copies of them.
+        using (var scope = NewDisposeScope())
+        {
+            batch = new Batch
+            {
+                Images = stack(images).to(_device).MoveToOuterDisposeScope(),
+                Labels = stack(labels).to(_device).MoveToOuterDisposeScope(),
+                Count = images.Count,
+            };
+        }
+        foreach (var t in images.Concat(labels)) t.Dispose();
+        images.Clear();
+        labels.Clear();
+        return batch;
+    }
+
+    /// <summary>
+    /// The rows in a seeded random order through a pool of <see cref="ShufflePoolSize"/> rows, as ML.NET's own
+    /// shuffling does; ML.NET's RowShufflingTransformer itself cannot be used because it drops image columns.
+    /// Images are decoded lazily by the cursor, so memory holds at most the pool.
+    /// </summary>
+    IEnumerable<(MLImage Image, SegmentationMask Mask)> Shuffled(IDataView input, Random random)
+    {
+        var imageColumn = input.Schema[_o.ImageColumnName];
+        var labelColumn = input.Schema[_o.LabelColumnName];
+        using var cursor = input.GetRowCursor(new[] { imageColumn, labelColumn });
+        var getImage = cursor.GetGetter<MLImage>(imageColumn);
+        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
+        var pool = new List<(MLImage, SegmentationMask)>(ShufflePoolSize);
+        long row = 0;
+        while (cursor.MoveNext())
+        {
+            MLImage image = null!;
+            SegmentationMask mask = null!;
+            getImage(ref image);
+            getLabel(ref mask);
+            CheckPair(image, mask, row++);
+            if (pool.Count < ShufflePoolSize)
+            {
+                pool.Add((image, mask));
+                continue;
+            }
+            int pick = random.Next(pool.Count);
+            var chosen = pool[pick];
+            pool[pick] = (image, mask);
+            yield return chosen;
+        }
+        while (pool.Count > 0)
+        {
+            int pick = random.Next(pool.Count);
+            var chosen = pool[pick];
+            pool[pick] = pool[^1];
+            pool.RemoveAt(pool.Count - 1);
+            yield return chosen;
+        }
+    }
+
+    const int ShufflePoolSize = 1000;
+
+    void CheckPair(MLImage? image, SegmentationMask? mask, long row)
+    {
+        if (image is null)
+            throw _host.Except($"Row {row} has no image in column '{_o.ImageColumnName}'.");
+        if (mask is null)
+            throw _host.Except($"Row {row} has no mask in column '{_o.LabelColumnName}'.");
+        if (image.Width != mask.Width || image.Height != mask.Height)
+            throw _host.Except($"Row {row}: the mask{(mask.SourcePath is null ? "" : $" '{mask.SourcePath}'")} is {mask.Width}×{mask.Height} " +
+                $"but its image{(string.IsNullOrEmpty(image.Tag) ? "" : $" '{image.Tag}'")} is {image.Width}×{image.Height}; an image and its mask must have the same size. Resize neither " +
+                "with ResizeImages (it filters masks); fix the pair on disk.");
+    }
+
+    double Validate(IDataView data)
+    {
+        var accumulator = new SegmentationMetricsAccumulator(_settings.NumberOfClasses, _settings.IgnoreIndex, _settings.ClassNames);
+        var predictor = new SegmentationPredictor(_network, _settings, _device);
+        var imageColumn = data.Schema[_o.ImageColumnName];
+        var labelColumn = data.Schema[_o.LabelColumnName];
+        using var cursor = data.GetRowCursor(new[] { imageColumn, labelColumn });
+        var getImage = cursor.GetGetter<MLImage>(imageColumn);
+        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
+        MLImage image = null!;
+        SegmentationMask label = null!;
+        long row = 0;
+        while (cursor.MoveNext())
+        {
+            _host.CheckAlive();
+            getImage(ref image);
+            getLabel(ref label);
+            CheckPair(image, label, row++);
+            var predicted = predictor.Predict(image);
+            accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
+        }
+        _network.train();
+        return accumulator.Compute().MeanIoU;
+    }
+
+    Dictionary<string, Tensor> Snapshot()
+    {
+        using var _ = no_grad();
+        return _network.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    }
+
+    static void DisposeAll(Dictionary<string, Tensor>? tensors)
+    {
+        if (tensors is null) return;
+        foreach (var t in tensors.Values) t.Dispose();
+    }
+}

@@ -1,0 +1,74 @@
+using Microsoft.ML;
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
+using TorchSharp;
+
+namespace MLNetFreqFusion.Tests.MLNet;
+
+/// <summary>Cancellation, reproducibility and memory of Fit, on a few tiny epochs.</summary>
+[TestClass]
+public sealed class TrainingBehaviourTests
+{
+    static SemanticSegmentationTrainer.Options Tiny(int epochs, IProgress<SemanticSegmentationProgress>? progress) => new()
+    {
+        NumberOfClasses = 11, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion,
+        DecoderChannels = 16, CropSize = 64, BatchSize = 4, MaxEpochs = epochs, WarmupSteps = 0, LearningRate = 1e-3,
+        Progress = progress,
+    };
+
+    sealed class Callback : IProgress<SemanticSegmentationProgress>
+    {
+        readonly Action<SemanticSegmentationProgress> _report;
+        public Callback(Action<SemanticSegmentationProgress> report) => _report = report;
+        public void Report(SemanticSegmentationProgress value) => _report(value);
+    }
+
+    static List<SemanticSegmentationProgress> Train(int seed, int rows, int epochs, Action<MLContext, SemanticSegmentationProgress>? onReport = null)
+    {
+        var ml = new MLContext(seed);
+        var reports = new List<SemanticSegmentationProgress>();
+        var options = Tiny(epochs, new Callback(r => { reports.Add(r); onReport?.Invoke(ml, r); }));
+        var pipeline = DigitsSeg.Inputs(ml).Append(ml.SemanticSegmentation().Trainers.FreqFusion(options));
+        using var model = (IDisposable)pipeline.Fit(DigitsSeg.Load(ml, "train", rows));
+        return reports;
+    }
+
+    [TestMethod]
+    public void CancelExecutionStopsTrainingAtTheNextStep()
+    {
+        int steps = 0;
+        var e = Assert.Throws<OperationCanceledException>(() => Train(1, 16, 3, (ml, r) =>
+        {
+            steps = r.Step;
+            if (r.Step == 2) ml.CancelExecution();
+        }));
+        Assert.AreEqual(2, steps, "no step runs after the cancellation");
+        Assert.IsNotNull(e.Message);
+    }
+
+    [TestMethod]
+    public void TheSameSeedGivesTheSameLosses()
+    {
+        var a = Train(5, 8, 1).Select(r => r.Loss).ToArray();
+        var b = Train(5, 8, 1).Select(r => r.Loss).ToArray();
+        Assert.AreEqual(2, a.Length);
+        for (int i = 0; i < a.Length; i++)
+            Assert.AreEqual(a[i], b[i], 1e-5 * Math.Abs(a[i]), $"step {i + 1}");
+        var c = Train(6, 8, 1).Select(r => r.Loss).ToArray();
+        Assert.AreNotEqual(a[0], c[0], "another seed draws other weights and crops");
+    }
+
+    [TestMethod]
+    public void LiveTensorsDoNotGrowAcrossEpochs()
+    {
+        var liveAtEpochEnd = new Dictionary<int, long>();
+        Train(3, 8, 4, (_, r) =>
+        {
+            // The last step report of an epoch: everything of the step has been disposed by then.
+            if (r.Step % 2 == 0) liveAtEpochEnd[r.Epoch] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        });
+        Assert.AreEqual(4, liveAtEpochEnd.Count);
+        Assert.AreEqual(liveAtEpochEnd[2], liveAtEpochEnd[4], $"live tensors after epochs 2..4: {string.Join(", ", liveAtEpochEnd.Values)}");
+        Assert.AreEqual(liveAtEpochEnd[3], liveAtEpochEnd[4]);
+    }
+}
