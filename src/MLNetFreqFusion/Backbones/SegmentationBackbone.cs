@@ -28,7 +28,7 @@ public enum SegmentationBackbone
     /// <summary>
     /// The ImageNet-trained ResNet-18 shipped by the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18
     /// (stage depths 2-2-2-3, BGR input minus a per-channel mean). Its weights are read from that package's
-    /// ResNet18.onnx; see <see cref="PretrainedModels.FindResNet18Onnx"/>.
+    /// ResNet18.onnx; see <see cref="Backbones.PretrainedModels.FindResNet18Onnx"/>.
     /// </summary>
     ResNet18ImageNet,
 }
