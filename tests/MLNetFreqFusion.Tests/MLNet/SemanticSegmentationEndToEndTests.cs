@@ -134,6 +134,20 @@ public sealed class SemanticSegmentationEndToEndTests
         }
     }
 
+    [TestMethod]
+    public void FeatureConsistencyOfTheTrainedModelIsReportedOnItsDecoderFeatures()
+    {
+        var segmenter = (SemanticSegmentationTransformer)((IEnumerable<ITransformer>)_model).Last();
+        var labelled = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Fit(_test).Transform(_test);
+        var report = segmenter.AnalyzeFeatureConsistency(labelled);
+        Assert.AreEqual(2, report.ClassCount);
+        Assert.IsTrue(report.PixelCount > 16 * 16 * 21 / 2, $"pixels at 1/4 scale: {report.PixelCount}");
+        Assert.IsTrue(report.BoundaryPixelCount > 0 && report.BoundaryPixelCount < report.PixelCount);
+        // A trained two-class model separates its classes: pixels are closer to their own centre than to the other.
+        Assert.IsTrue(report.MeanIntraClassSimilarity is > 0 and <= 1, report.ToString());
+        Assert.IsTrue(report.MeanSimilarityMargin > 0, report.ToString());
+    }
+
     sealed class SynchronousProgress : IProgress<SemanticSegmentationProgress>
     {
         readonly Action<SemanticSegmentationProgress> _report;
