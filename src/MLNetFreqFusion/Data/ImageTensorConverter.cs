@@ -8,7 +8,8 @@ namespace MLNetFreqFusion.Data;
 /// <summary>
 /// The one conversion between ML.NET's image and mask values and network tensors, shared by training and inference:
 /// images become float32 RGB planar tensors with values 0..255 (normalisation belongs to the network), masks become
-/// int64 class-index tensors. Pixels are copied once into a uint8 tensor; channel order and layout are fixed by torch ops.
+/// int64 class-index tensors. Pixels are copied once into an int32 tensor (one word per pixel); channels are unpacked by
+/// torch ops, with no per-pixel managed loop.
 /// </summary>
 internal static class ImageTensorConverter
 {
@@ -17,7 +18,7 @@ internal static class ImageTensorConverter
     {
         ArgumentNullException.ThrowIfNull(image);
         using var scope = NewDisposeScope();
-        return scope.MoveToOuter(ToHwc(image).permute(2, 0, 1).to(float32).contiguous());
+        return scope.MoveToOuter(Unpack(PixelWords(image), image.PixelFormat));
     }
 
     /// <summary>Images of one size as a float32 [B, 3, H, W] tensor, RGB, values 0..255.</summary>
@@ -27,15 +28,18 @@ internal static class ImageTensorConverter
         if (images.Count == 0)
             throw new ArgumentException("A batch needs at least one image.", nameof(images));
         int w = images[0].Width, h = images[0].Height;
+        var format = images[0].PixelFormat;
         using var scope = NewDisposeScope();
-        var hwc = new Tensor[images.Count];
+        var words = new Tensor[images.Count];
         for (int i = 0; i < images.Count; i++)
         {
             if (images[i].Width != w || images[i].Height != h)
                 throw new ArgumentException($"Batched images must share one size: image 0 is {w}×{h}, image {i} is {images[i].Width}×{images[i].Height}.", nameof(images));
-            hwc[i] = ToHwc(images[i]);
+            words[i] = PixelWords(images[i]);
         }
-        return scope.MoveToOuter(stack(hwc).permute(0, 3, 1, 2).to(float32).contiguous());
+        if (images.All(image => image.PixelFormat == format))
+            return scope.MoveToOuter(Unpack(stack(words), format));
+        return scope.MoveToOuter(stack(words.Select((t, i) => Unpack(t, images[i].PixelFormat)).ToArray()));
     }
 
     /// <summary>A mask as an int64 [H, W] tensor of class indices.</summary>
@@ -79,22 +83,28 @@ internal static class ImageTensorConverter
         return new SegmentationMask((int)labels.shape[1], (int)labels.shape[0], values, classNames);
     }
 
-    // uint8 [H, W, 3] in RGB order, a view of one copy of the pixels.
-    static Tensor ToHwc(MLImage image)
+    // int32 [H, W]: one 32-bit word per pixel, a single copy of the pixel bytes.
+    static Tensor PixelWords(MLImage image)
     {
         var pixels = image.Pixels;
         int w = image.Width, h = image.Height;
-        if (pixels.Length % h != 0 || pixels.Length / h < 4L * w)
+        if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
+            throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
+        if (pixels.Length % (4 * h) != 0 || pixels.Length / h < 4L * w)
             throw new ArgumentException($"Image pixel buffer of {pixels.Length} bytes does not hold {w}×{h} 4-byte pixels.", nameof(image));
-        var raw = empty(new long[] { h, pixels.Length / h }, ScalarType.Byte);
+        var words = empty(new long[] { h, pixels.Length / (4 * h) }, ScalarType.Int32);
         // The setter copies; the span is only read.
-        raw.bytes = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(pixels), pixels.Length);
-        var hwc4 = raw.narrow(1, 0, 4L * w).reshape(h, w, 4);
-        return image.PixelFormat switch
-        {
-            MLPixelFormat.Rgba32 => hwc4.narrow(2, 0, 3),
-            MLPixelFormat.Bgra32 => hwc4.index_select(2, tensor(new long[] { 2, 1, 0 })),
-            var f => throw new ArgumentException($"Unsupported image pixel format {f}; expected Bgra32 or Rgba32.", nameof(image)),
-        };
+        words.bytes = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(pixels), pixels.Length);
+        return words.narrow(1, 0, w);
+    }
+
+    // [..., H, W] pixel words -> float32 [..., 3, H, W] RGB. Shifting whole words and masking a byte is three
+    // contiguous elementwise passes; it measured faster than gathering channels from an interleaved uint8 layout.
+    static Tensor Unpack(Tensor words, MLPixelFormat format)
+    {
+        // Byte k of a word (k = position in memory) sits at bit 8k on little-endian machines.
+        int[] bytePosition = format == MLPixelFormat.Bgra32 ? [2, 1, 0] : [0, 1, 2];
+        var shifts = tensor(bytePosition.Select(k => BitConverter.IsLittleEndian ? 8 * k : 8 * (3 - k)).ToArray()).view(3, 1, 1);
+        return words.unsqueeze(-3).bitwise_right_shift(shifts).bitwise_and_(0xFF).to(float32);
     }
 }

@@ -86,10 +86,10 @@ public sealed class FeatureConsistencyAnalyzer
             if (pixels is null)
                 continue;
             var sums = zeros(_numberOfClasses, _channels, dtype: float64, device: pixels.device)
-                .index_add_(0, classes!, pixels, 1.0).cpu().data<double>().ToArray();
+                .index_add_(0, tensor(classes, device: pixels.device), pixels, 1.0).cpu().data<double>().ToArray();
             for (int k = 0; k < sums.Length; k++)
                 _centreSums[k] += sums[k];
-            foreach (var c in classes!.cpu().data<long>())
+            foreach (long c in classes)
                 _centreCounts[c]++;
         }
     }
@@ -104,17 +104,18 @@ public sealed class FeatureConsistencyAnalyzer
         if (_unitCentres is null)
             FixCentres();
         CheckBatch(features, labels);
+        using var batchScope = NewDisposeScope();
+        var centres = tensor(_unitCentres!, [_centreCount, _channels], dtype: float64, device: features.device);
         for (int i = 0; i < labels.Count; i++)
         {
             using var scope = NewDisposeScope();
             var (pixels, classes, boundary) = LabelledPixels(features, labels, i);
             if (pixels is null)
                 continue;
-            var rows = tensor(classes!.cpu().data<long>().Select(c => CentreRow(c, i)).ToArray(), device: pixels.device);
-            var centres = tensor(_unitCentres!, [_centreCount, _channels], dtype: float64, device: pixels.device);
+            var rows = tensor(Array.ConvertAll(classes, c => CentreRow(c, i)), device: pixels.device);
             var similarity = nn.functional.normalize(pixels, p: 2, dim: 1).mm(centres.t());
             var intra = similarity.gather(1, rows.unsqueeze(1)).squeeze(1);
-            var onBoundary = tensor(boundary!, device: pixels.device);
+            var onBoundary = tensor(boundary, device: pixels.device);
             _pixels += intra.shape[0];
             _intraSum += intra.sum().item<double>();
             var boundaryIntra = intra.masked_select(onBoundary);
@@ -195,9 +196,9 @@ public sealed class FeatureConsistencyAnalyzer
                 nameof(features));
     }
 
-    // The labelled pixels of image i at feature scale: features [n, C] (float64), class indices [n], boundary flags.
+    // The labelled pixels of image i at feature scale: features [n, C] (float64), class indices, boundary flags.
     // Null features when the image has no labelled pixel.
-    private (Tensor? Pixels, Tensor? Classes, bool[]? Boundary) LabelledPixels(Tensor features, IReadOnlyList<SegmentationMask> labels, int i)
+    private (Tensor? Pixels, long[] Classes, bool[] Boundary) LabelledPixels(Tensor features, IReadOnlyList<SegmentationMask> labels, int i)
     {
         var mask = labels[i] ?? throw new ArgumentNullException(nameof(labels), $"Label mask #{i} of the batch is null.");
         int height = checked((int)features.shape[2]), width = checked((int)features.shape[3]);
@@ -221,9 +222,9 @@ public sealed class FeatureConsistencyAnalyzer
             boundary.Add(band[p]);
         }
         if (positions.Count == 0)
-            return (null, null, null);
+            return (null, [], []);
         var index = tensor(positions.ToArray(), device: features.device);
         var pixels = features[i].reshape(_channels, (long)height * width).index_select(1, index).t().to(float64);
-        return (pixels, tensor(classes.ToArray(), device: features.device), boundary.ToArray());
+        return (pixels, classes.ToArray(), boundary.ToArray());
     }
 }

@@ -67,7 +67,7 @@ public sealed class SemanticSegmentationMetrics
         PerClassAccuracy = Array.AsReadOnly(accuracy);
         PerClassDice = Array.AsReadOnly(dice);
         PerClassPrecision = Array.AsReadOnly(precision);
-        PerClassRecall = Array.AsReadOnly((double[])accuracy.Clone());
+        PerClassRecall = PerClassAccuracy;
         PerClassFScore = Array.AsReadOnly(fscore);
         PerClassBoundaryIoU = Array.AsReadOnly(boundaryIoU);
 

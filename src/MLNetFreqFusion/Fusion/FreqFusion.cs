@@ -83,6 +83,12 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
                 nn.init.xavier_uniform_(conv.weight!);
                 nn.init.zeros_(conv.bias!);
             }
+            else if (module is GroupNorm norm)
+            {
+                // TorchSharp's GroupNorm allocates its affine parameters uninitialised; PyTorch's starts at 1 and 0.
+                nn.init.ones_(norm.weight);
+                nn.init.zeros_(norm.bias!);
+            }
         }
         foreach (var encoder in new[] { content_encoder, content_encoder2 })
         {

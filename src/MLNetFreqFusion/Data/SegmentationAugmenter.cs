@@ -1,0 +1,205 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MLNetFreqFusion.Data;
+
+/// <summary>
+/// mmsegmentation's training pipeline on tensors — Resize (ratio range, keep ratio), RandomCrop (cat_max_ratio),
+/// RandomFlip, PhotoMetricDistortion, Pad — in that order. Every random draw comes from the <see cref="Random"/> passed
+/// in, in a fixed order, so a seed reproduces the result. Photometric steps work on float values clamped to 0..255
+/// without mmcv's intermediate rounding to uint8.
+/// </summary>
+internal static class SegmentationAugmenter
+{
+    const float BrightnessDelta = 32, ContrastLower = 0.5f, ContrastUpper = 1.5f, SaturationLower = 0.5f, SaturationUpper = 1.5f;
+    const int HueDelta = 18; // OpenCV hue units (2°)
+    const int CropAttempts = 10;
+
+    /// <summary>Augments one training sample.</summary>
+    /// <param name="image">float32 [3, H, W], RGB, 0..255.</param>
+    /// <param name="mask">int64 [H, W] class indices.</param>
+    /// <param name="options">The pipeline's settings.</param>
+    /// <param name="ignoreIndex">Label excluded from the crop statistics and used for padding.</param>
+    /// <param name="random">The source of every random decision.</param>
+    /// <returns>image float32 [3, CropHeight, CropWidth] and mask int64 [CropHeight, CropWidth].</returns>
+    internal static (Tensor Image, Tensor Mask) Apply(Tensor image, Tensor mask, AugmentationOptions options, int ignoreIndex, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(mask);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(random);
+        options.Validate();
+        if (image.dim() != 3 || image.shape[0] != 3 || mask.dim() != 2 || image.shape[1] != mask.shape[0] || image.shape[2] != mask.shape[1])
+            throw new ArgumentException($"Expected an image [3, H, W] and a mask [H, W] of the same size; got [{string.Join(", ", image.shape)}] and [{string.Join(", ", mask.shape)}].");
+
+        using var scope = NewDisposeScope();
+        // Copies, so the result never shares storage with the caller's tensors when no step changes the data.
+        var (img, seg) = Resize(image.to(float32, copy: true), mask.to(int64, copy: true), options, random);
+        (img, seg) = RandomCrop(img, seg, options, ignoreIndex, random);
+        if (random.NextDouble() < options.FlipProbability)
+        {
+            img = img.flip(-1);
+            seg = seg.flip(-1);
+        }
+        if (options.PhotometricDistortion)
+            img = PhotometricDistortion(img, random);
+        (img, seg) = Pad(img, seg, options, ignoreIndex);
+        return (scope.MoveToOuter(img.contiguous()), scope.MoveToOuter(seg.contiguous()));
+    }
+
+    /// <summary>
+    /// A training batch: each image and mask converted (<see cref="ImageTensorConverter"/>), augmented with
+    /// <see cref="Apply"/> in order, and stacked. Sizes may differ between samples but not within one.
+    /// </summary>
+    /// <returns>images float32 [B, 3, CropHeight, CropWidth], masks int64 [B, CropHeight, CropWidth].</returns>
+    internal static (Tensor Images, Tensor Masks) ApplyBatch(IReadOnlyList<Microsoft.ML.Data.MLImage> images, IReadOnlyList<SegmentationMask> masks,
+        AugmentationOptions options, int ignoreIndex, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(masks);
+        if (images.Count != masks.Count || images.Count == 0)
+            throw new ArgumentException($"A batch needs as many masks as images, at least one; got {images.Count} images and {masks.Count} masks.");
+        using var scope = NewDisposeScope();
+        var imageTensors = new Tensor[images.Count];
+        var maskTensors = new Tensor[images.Count];
+        for (int i = 0; i < images.Count; i++)
+        {
+            if (images[i].Width != masks[i].Width || images[i].Height != masks[i].Height)
+                throw new ArgumentException($"Sample {i} of the batch: the image is {images[i].Width}×{images[i].Height} but its mask is {masks[i].Width}×{masks[i].Height}.");
+            (imageTensors[i], maskTensors[i]) = Apply(ImageTensorConverter.ToTensor(images[i]), ImageTensorConverter.ToTensor(masks[i]), options, ignoreIndex, random);
+        }
+        return (scope.MoveToOuter(stack(imageTensors)), scope.MoveToOuter(stack(maskTensors)));
+    }
+
+    /// <summary>The size mmcv's <c>imrescale</c> gives for a random ratio: (height, width).</summary>
+    internal static (int Height, int Width) ScaledSize(int height, int width, double ratio, (int LongEdge, int ShortEdge)? baseScale)
+    {
+        double factor = ratio;
+        if (baseScale is { } s)
+        {
+            int longEdge = (int)(s.LongEdge * ratio), shortEdge = (int)(s.ShortEdge * ratio);
+            factor = Math.Min((double)Math.Max(longEdge, shortEdge) / Math.Max(height, width),
+                              (double)Math.Min(longEdge, shortEdge) / Math.Min(height, width));
+        }
+        return (Math.Max(1, (int)(height * factor + 0.5)), Math.Max(1, (int)(width * factor + 0.5)));
+    }
+
+    static (Tensor, Tensor) Resize(Tensor img, Tensor seg, AugmentationOptions o, Random random)
+    {
+        double ratio = o.MinScaleRatio + random.NextDouble() * (o.MaxScaleRatio - o.MinScaleRatio);
+        int h = (int)img.shape[1], w = (int)img.shape[2];
+        var (nh, nw) = ScaledSize(h, w, ratio, o.BaseScale);
+        if (nh == h && nw == w)
+            return (img, seg);
+        var size = new long[] { nh, nw };
+        var resizedImage = F.interpolate(img.unsqueeze(0), size, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
+        // Nearest neighbour on the labels as floats (exact below 2^24): a resized mask only holds values it held before.
+        var resizedMask = F.interpolate(seg.unsqueeze(0).unsqueeze(0).to(float32), size, mode: InterpolationMode.Nearest).squeeze(0).squeeze(0).to(int64);
+        return (resizedImage, resizedMask);
+    }
+
+    static (Tensor, Tensor) RandomCrop(Tensor img, Tensor seg, AugmentationOptions o, int ignoreIndex, Random random)
+    {
+        int h = (int)seg.shape[0], w = (int)seg.shape[1];
+        var box = CropBox(h, w, o, random);
+        if (o.CatMaxRatio < 1)
+        {
+            for (int attempt = 0; attempt < CropAttempts; attempt++)
+            {
+                if (!Dominated(Crop(seg, box), ignoreIndex, o.CatMaxRatio))
+                    break;
+                box = CropBox(h, w, o, random);
+            }
+        }
+        return (Crop(img, box), Crop(seg, box));
+    }
+
+    static (int Y, int X, int H, int W) CropBox(int h, int w, AugmentationOptions o, Random random)
+    {
+        int marginH = Math.Max(h - o.CropHeight, 0), marginW = Math.Max(w - o.CropWidth, 0);
+        int y = random.Next(marginH + 1), x = random.Next(marginW + 1);
+        return (y, x, Math.Min(o.CropHeight, h), Math.Min(o.CropWidth, w));
+    }
+
+    static Tensor Crop(Tensor t, (int Y, int X, int H, int W) box) =>
+        t.narrow(-2, box.Y, box.H).narrow(-1, box.X, box.W);
+
+    // mmseg keeps a crop when it holds more than one labelled class and the largest covers less than the ratio.
+    static bool Dominated(Tensor seg, int ignoreIndex, float ratio)
+    {
+        using var scope = NewDisposeScope();
+        var counts = bincount(seg.flatten());
+        if (ignoreIndex >= 0 && ignoreIndex < counts.shape[0])
+            counts[ignoreIndex] = tensor(0L);
+        long classes = counts.gt(0).sum().item<long>();
+        if (classes <= 1)
+            return true;
+        return counts.max().item<long>() >= ratio * counts.sum().item<long>();
+    }
+
+    static Tensor PhotometricDistortion(Tensor img, Random random)
+    {
+        if (random.Next(2) == 1)
+            img = (img + Uniform(random, -BrightnessDelta, BrightnessDelta)).clamp(0, 255);
+        bool contrastFirst = random.Next(2) == 1;
+        if (contrastFirst)
+            img = Contrast(img, random);
+
+        bool saturation = random.Next(2) == 1;
+        double saturationScale = saturation ? Uniform(random, SaturationLower, SaturationUpper) : 1;
+        bool hue = random.Next(2) == 1;
+        int hueShift = hue ? random.Next(-HueDelta, HueDelta) : 0;
+        if (saturation || hue)
+        {
+            var (h, s, v) = ToHsv(img);
+            if (saturation)
+                s = (s * saturationScale).clamp(0, 1);
+            if (hue)
+                h = (h + 2.0 * hueShift).remainder(360);
+            img = FromHsv(h, s, v).clamp(0, 255);
+        }
+
+        if (!contrastFirst)
+            img = Contrast(img, random);
+        return img;
+    }
+
+    static Tensor Contrast(Tensor img, Random random) =>
+        random.Next(2) == 1 ? (img * Uniform(random, ContrastLower, ContrastUpper)).clamp(0, 255) : img;
+
+    static double Uniform(Random random, double low, double high) => low + random.NextDouble() * (high - low);
+
+    // Hue in degrees [0, 360), saturation and value as OpenCV defines them (S in [0, 1], V in 0..255).
+    internal static (Tensor H, Tensor S, Tensor V) ToHsv(Tensor rgb)
+    {
+        var (r, g, b) = (rgb[0], rgb[1], rgb[2]);
+        var max = rgb.amax(0);
+        var delta = max - rgb.amin(0);
+        var s = where(max.gt(0), delta / max.clamp_min(1e-12), zeros_like(max));
+        var d = where(delta.gt(0), delta, ones_like(delta));
+        var h = where(max.eq(r), ((g - b) / d).remainder(6),
+                where(max.eq(g), (b - r) / d + 2, (r - g) / d + 4)) * 60;
+        h = where(delta.gt(0), h, zeros_like(h));
+        return (h, s, max);
+    }
+
+    internal static Tensor FromHsv(Tensor h, Tensor s, Tensor v)
+    {
+        Tensor Channel(double n)
+        {
+            var k = (h / 60 + n).remainder(6);
+            return v - v * s * minimum(k, 4 - k).clamp(0, 1);
+        }
+        return stack([Channel(5), Channel(3), Channel(1)]);
+    }
+
+    static (Tensor, Tensor) Pad(Tensor img, Tensor seg, AugmentationOptions o, int ignoreIndex)
+    {
+        long padH = o.CropHeight - img.shape[1], padW = o.CropWidth - img.shape[2];
+        if (padH <= 0 && padW <= 0)
+            return (img, seg);
+        var pad = new long[] { 0, Math.Max(padW, 0), 0, Math.Max(padH, 0) };
+        return (F.pad(img, pad, value: 0), F.pad(seg, pad, value: ignoreIndex));
+    }
+}

@@ -1,0 +1,170 @@
+using MLNetFreqFusion.Fusion;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace MLNetFreqFusion.Decoders;
+
+/// <summary>The FreqFusion settings of the authors' segmentation heads, shared by both FreqFusion heads.</summary>
+internal static class FreqFusionHeadSettings
+{
+    public const int LowpassKernel = 5;
+    public const int HighpassKernel = 3;
+    public const int FeatureResampleGroup = 4;
+
+    /// <summary>
+    /// FreqFusion between an hr and an lr feature as the authors' segmentation heads configure it: compressed width
+    /// (hr + lr) / ratio, low-pass 5, high-pass 3, feature resampling in 4 groups, Hamming window off, and the
+    /// variant behind their published checkpoints (mmcv's zero-padded CARAFE, offsets from the similarities alone).
+    /// Zero padding also lets images as small as 32 pixels through, where reflection needs maps larger than the
+    /// kernel radius at stride 32.
+    /// </summary>
+    public static FreqFusion Create(int hrChannels, int lrChannels, int compressRatio) => new(new FreqFusionOptions
+    {
+        HrChannels = hrChannels,
+        LrChannels = lrChannels,
+        CompressedChannels = CompressedChannels(hrChannels, lrChannels, compressRatio),
+        LowpassKernel = LowpassKernel,
+        HighpassKernel = HighpassKernel,
+        UpGroup = 1,
+        FeatureResample = true,
+        FeatureResampleGroup = FeatureResampleGroup,
+        CompFeatUpsample = true,
+        HrResidual = true,
+        SemiConv = true,
+        HammingWindow = false,
+        FeatureResampleNorm = true,
+        CarafePadding = CarafePadding.Zeros,
+        DirectionFeat = DirectionFeat.Sim,
+    });
+
+    /// <summary>
+    /// (hr + lr) / ratio as in the reference, rounded up to a multiple of 8 when it is not one: the offset
+    /// generator group-normalises the compressed feature in width / 8 groups. Every standard configuration is
+    /// already a multiple of 8, so the rounding only touches unusual widths.
+    /// </summary>
+    public static int CompressedChannels(int hrChannels, int lrChannels, int compressRatio)
+    {
+        int compressed = Math.Max(8, (hrChannels + lrChannels) / compressRatio);
+        return (compressed + 7) / 8 * 8;
+    }
+
+    public static void CheckGroups(IEnumerable<int> channels, string head)
+    {
+        foreach (var c in channels)
+        {
+            if (c % FeatureResampleGroup != 0)
+                throw new ArgumentException(
+                    $"The {head} head resamples features in {FeatureResampleGroup} channel groups, so every input width must be a multiple of {FeatureResampleGroup}; got {c}.");
+        }
+    }
+}
+
+/// <summary>
+/// The FreqFusion concat head (<see cref="SegmentationDecoder.FreqFusion"/>, as in the authors' SegNeXt/SegFormer
+/// heads): from the deepest stage up, FreqFusion fuses the running low-resolution feature with the next stage's
+/// feature; the filtered hr feature and the up-sampled lr feature are concatenated, interleaved per resampling group,
+/// and carried on. The 1/4-scale concatenation then goes through a 1×1 fuse convolution (batch norm, ReLU), dropout
+/// and the classifier.
+/// </summary>
+internal sealed class FreqFusionHead : DecodeHead
+{
+    private readonly ModuleList<FreqFusion> freqfusions;
+    private readonly ConvModule fuse;
+    private readonly Dropout2d dropout;
+    private readonly Conv2d classifier;
+    private readonly int _channels;
+    private readonly int _inputs;
+
+    public FreqFusionHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
+        : base(nameof(FreqFusionHead))
+    {
+        if (inChannels.Count < 2)
+            throw new ArgumentException("The FreqFusion head fuses at least two backbone stages.", nameof(inChannels));
+        FreqFusionHeadSettings.CheckGroups(inChannels, "FreqFusion");
+        _channels = channels;
+        _inputs = inChannels.Count;
+        freqfusions = new ModuleList<FreqFusion>();
+        int lrChannels = inChannels[^1];
+        for (int i = inChannels.Count - 2; i >= 0; i--)
+        {
+            freqfusions.Add(FreqFusionHeadSettings.Create(inChannels[i], lrChannels, compressRatio));
+            lrChannels += inChannels[i];
+        }
+        fuse = new ConvModule(lrChannels, channels, 1);
+        dropout = Dropout2d(dropoutRatio);
+        classifier = Classifier(channels, numberOfClasses);
+        RegisterComponents();
+    }
+
+    public override int Channels => _channels;
+
+    public override Tensor ForwardFeatures(Tensor[] features)
+    {
+        CheckFeatures(features, _inputs, "FreqFusion");
+        const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
+        var lr = features[^1];
+        for (int f = 0; f < freqfusions.Count; f++)
+        {
+            var (_, hrOut, lrOut) = freqfusions[f].call(features[features.Length - 2 - f], lr);
+            long batch = hrOut.shape[0], height = hrOut.shape[2], width = hrOut.shape[3];
+            // Interleaving keeps each resampling group's hr and lr channels together, so the next FreqFusion's
+            // offset groups see matching channel blocks, as in the reference head.
+            lr = cat([hrOut.reshape(batch * groups, -1, height, width), lrOut.reshape(batch * groups, -1, height, width)], 1)
+                .reshape(batch, -1, height, width);
+        }
+        return fuse.call(lr);
+    }
+
+    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
+
+    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
+}
+
+/// <summary>
+/// The FreqFusion FPN head (<see cref="SegmentationDecoder.FreqFusionFpn"/>): lateral 1×1 convolutions to a common
+/// width, y_n = x_n, then y_i = x_i' + y_(i+1)' where FreqFusion fuses x_i (hr) with y_(i+1) (lr); a 3×3 convolution,
+/// dropout and the classifier on y_1. Same widths as <see cref="BilinearFpnHead"/>.
+/// </summary>
+internal sealed class FreqFusionFpnHead : DecodeHead
+{
+    private readonly ModuleList<ConvModule> lateral_convs;
+    private readonly ModuleList<FreqFusion> freqfusions;
+    private readonly ConvModule fpn_conv;
+    private readonly Dropout2d dropout;
+    private readonly Conv2d classifier;
+    private readonly int _channels;
+
+    public FreqFusionFpnHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
+        : base(nameof(FreqFusionFpnHead))
+    {
+        FreqFusionHeadSettings.CheckGroups([channels], "FreqFusion FPN");
+        _channels = channels;
+        lateral_convs = new ModuleList<ConvModule>(inChannels.Select(c => new ConvModule(c, channels, 1)).ToArray());
+        // freqfusions[j] fuses lateral j (hr) with the top-down feature from level j + 1 (lr).
+        freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(0, inChannels.Count - 1)
+            .Select(_ => FreqFusionHeadSettings.Create(channels, channels, compressRatio)).ToArray());
+        fpn_conv = new ConvModule(channels, channels, 3);
+        dropout = Dropout2d(dropoutRatio);
+        classifier = Classifier(channels, numberOfClasses);
+        RegisterComponents();
+    }
+
+    public override int Channels => _channels;
+
+    public override Tensor ForwardFeatures(Tensor[] features)
+    {
+        CheckFeatures(features, lateral_convs.Count, "FreqFusion FPN");
+        var y = lateral_convs[features.Length - 1].call(features[^1]);
+        for (int i = features.Length - 2; i >= 0; i--)
+        {
+            var (_, hrOut, lrOut) = freqfusions[i].call(lateral_convs[i].call(features[i]), y);
+            y = hrOut + lrOut;
+        }
+        return fpn_conv.call(y);
+    }
+
+    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
+
+    public override IEnumerable<Parameter> ClassifierParameters() => classifier.parameters();
+}

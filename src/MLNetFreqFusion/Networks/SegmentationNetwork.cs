@@ -1,0 +1,264 @@
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace MLNetFreqFusion.Networks;
+
+/// <summary>
+/// A semantic-segmentation network: backbone, decoder head and classifier. It takes plain RGB images
+/// [B,3,H,W] float32 in 0..255 of any size, applies the backbone's own input normalisation, pads the sides to
+/// multiples of 32 and crops the logits back, returning [B,K,H,W] logits. Build one with <see cref="Create"/>.
+/// </summary>
+public sealed class SegmentationNetwork : Module<Tensor, Tensor>
+{
+    /// <summary>Input sides are padded to a multiple of this (the deepest backbone stride).</summary>
+    public const int SizeDivisor = 32;
+
+    private readonly Backbone backbone;
+    private readonly DecodeHead decode_head;
+
+    private readonly int[] _inputStages;
+
+    internal SegmentationNetwork(Backbone backbone, DecodeHead decodeHead, IReadOnlyList<int> inputStages, SegmentationNetworkOptions options)
+        : base(nameof(SegmentationNetwork))
+    {
+        this.backbone = backbone;
+        decode_head = decodeHead;
+        _inputStages = inputStages.ToArray();
+        Options = options;
+        RegisterComponents();
+    }
+
+    /// <summary>The options the network was built from (a copy; changing it has no effect).</summary>
+    public SegmentationNetworkOptions Options { get; }
+
+    /// <summary>Number of classes, the channel count of the logits.</summary>
+    public int NumberOfClasses => Options.NumberOfClasses;
+
+    /// <summary>Channels of the backbone's four feature maps (strides 4, 8, 16, 32).</summary>
+    public IReadOnlyList<int> BackboneChannels => backbone.OutChannels;
+
+    /// <summary>Width of the fused decoder feature map returned by <see cref="DecoderFeatures"/>.</summary>
+    public int DecoderChannels => decode_head.Channels;
+
+    internal Backbone BackboneModule => backbone;
+
+    internal DecodeHead DecodeHeadModule => decode_head;
+
+    /// <summary>
+    /// Builds the network described by <paramref name="options"/>. When <paramref name="loadPretrainedWeights"/> is
+    /// true the backbone receives <see cref="SegmentationNetworkOptions.PretrainedWeightsPath"/> (and
+    /// <see cref="SegmentationBackbone.ResNet18ImageNet"/> its ONNX weights); pass false to rebuild an architecture whose
+    /// weights are loaded afterwards (for example from a saved model).
+    /// </summary>
+    /// <param name="options">Backbone, decoder, class count and widths.</param>
+    /// <param name="loadPretrainedWeights">Whether to load the pretrained backbone weights.</param>
+    public static SegmentationNetwork Create(SegmentationNetworkOptions options, bool loadPretrainedWeights = true)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options = options.Clone();
+        if (options.NumberOfClasses < 1)
+            throw new ArgumentException($"NumberOfClasses must be at least 1, got {options.NumberOfClasses}.", nameof(options));
+        if (options.DecoderChannels is < 1)
+            throw new ArgumentException($"DecoderChannels must be positive, got {options.DecoderChannels}.", nameof(options));
+        if (options.CompressRatio < 1)
+            throw new ArgumentException($"CompressRatio must be at least 1, got {options.CompressRatio}.", nameof(options));
+        if (options.DropoutRatio is < 0 or >= 1 || double.IsNaN(options.DropoutRatio))
+            throw new ArgumentException($"DropoutRatio must be in [0, 1), got {options.DropoutRatio}.", nameof(options));
+
+        var backbone = BackboneFactory.Create(options.Backbone, options.FreezeBatchNorm);
+        int channels = options.DecoderChannels ?? DefaultDecoderChannels(options.Backbone, options.Decoder);
+        var network = Assemble(backbone, options, channels);
+        if (loadPretrainedWeights)
+            network.LoadPretrainedBackbone();
+        return network;
+    }
+
+    /// <summary>Assembles a network around an existing backbone (tests use tiny backbones this way).</summary>
+    internal static SegmentationNetwork Assemble(Backbone backbone, SegmentationNetworkOptions options, int channels)
+    {
+        var stages = options.DecoderInputStages ?? [0, 1, 2, 3];
+        if (stages.Length == 0 || stages.Any(s => s is < 0 or > 3) || stages.Zip(stages.Skip(1)).Any(p => p.Second <= p.First))
+            throw new ArgumentException(
+                $"DecoderInputStages must be increasing stage indices in 0..3, got [{string.Join(", ", stages)}].", nameof(options));
+        if (options.Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn && stages.Zip(stages.Skip(1)).Any(p => p.Second != p.First + 1))
+            throw new ArgumentException(
+                $"FreqFusion fuses features whose resolutions differ by exactly 2×, so its DecoderInputStages must be consecutive; got [{string.Join(", ", stages)}].", nameof(options));
+        var inChannels = stages.Select(s => backbone.OutChannels[s]).ToArray();
+        DecodeHead head = options.Decoder switch
+        {
+            SegmentationDecoder.Bilinear => new SegFormerHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
+            SegmentationDecoder.BilinearFpn => new BilinearFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
+            SegmentationDecoder.FreqFusion => new FreqFusionHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
+            SegmentationDecoder.FreqFusionFpn => new FreqFusionFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Decoder, "Unknown segmentation decoder."),
+        };
+        return new SegmentationNetwork(backbone, head, stages, options);
+    }
+
+    /// <summary>SegFormer's decoder widths: 256 for B0/B1, 768 for B2…B5; 256 for ResNets and for the FPN heads.</summary>
+    internal static int DefaultDecoderChannels(SegmentationBackbone backbone, SegmentationDecoder decoder) =>
+        decoder is SegmentationDecoder.FreqFusionFpn or SegmentationDecoder.BilinearFpn
+            ? 256
+            : backbone is >= SegmentationBackbone.MiTB2 and <= SegmentationBackbone.MiTB5 ? 768 : 256;
+
+    /// <summary>Logits [B,K,H,W] for RGB images [B,3,H,W] in 0..255.</summary>
+    /// <param name="rgb">float32 RGB pixels in 0..255, any height and width.</param>
+    public override Tensor forward(Tensor rgb)
+    {
+        using var scope = NewDisposeScope();
+        var (height, width) = CheckInput(rgb);
+        var padded = PadAndNormalize(rgb, height, width);
+        var logits = decode_head.call(SelectStages(backbone.call(padded)));
+        logits = functional.interpolate(logits, [padded.shape[2], padded.shape[3]], mode: InterpolationMode.Bilinear, align_corners: false);
+        return scope.MoveToOuter(logits[.., .., ..(int)height, ..(int)width].contiguous());
+    }
+
+    /// <summary>
+    /// The decoder's fused feature map before dropout and classifier, [B, <see cref="DecoderChannels"/>, ⌈H/s⌉, ⌈W/s⌉]
+    /// where s is the stride of the first decoder input stage (4 by default).
+    /// </summary>
+    /// <param name="rgb">float32 RGB pixels in 0..255, any height and width.</param>
+    public Tensor DecoderFeatures(Tensor rgb)
+    {
+        using var scope = NewDisposeScope();
+        var (height, width) = CheckInput(rgb);
+        var padded = PadAndNormalize(rgb, height, width);
+        var features = decode_head.ForwardFeatures(SelectStages(backbone.call(padded)));
+        long stride = padded.shape[2] / features.shape[2];
+        long h = (height + stride - 1) / stride, w = (width + stride - 1) / stride;
+        return scope.MoveToOuter(features[.., .., ..(int)h, ..(int)w].contiguous());
+    }
+
+    /// <summary>The backbone's parameters (the trainer gives them the base learning rate).</summary>
+    public IEnumerable<Parameter> BackboneParameters() => backbone.parameters();
+
+    /// <summary>The decoder's parameters, FreqFusion modules and classifier included (usually a 10× learning rate).</summary>
+    public IEnumerable<Parameter> DecoderParameters() => decode_head.parameters();
+
+    /// <summary>Sets training mode; with FreezeBatchNorm the backbone's batch norms stay in eval mode.</summary>
+    /// <param name="train">True for training mode, false for evaluation mode.</param>
+    public override void train(bool train = true)
+    {
+        base.train(train);
+        // Module.train reaches the backbone's own override only if it recurses through it; make sure it does.
+        backbone.train(train);
+    }
+
+    /// <summary>
+    /// Loads a whole-network PyTorch checkpoint (.pt, .pth, .bin, .safetensors) saved by <see cref="SaveCheckpoint"/>
+    /// or from an identically named PyTorch model. Strict by default: missing or unexpected keys and shape mismatches
+    /// throw with a list of them; with <paramref name="strict"/> false only fitting tensors are copied.
+    /// </summary>
+    /// <param name="path">The checkpoint file.</param>
+    /// <param name="strict">Require an exact match of keys and shapes.</param>
+    public CheckpointLoadResult LoadCheckpoint(string path, bool strict = true)
+    {
+        var source = Checkpoints.Read(path);
+        try
+        {
+            var keys = source.ToDictionary(p => StripPrefix(p.Key, "module."), p => p.Value);
+            return Checkpoints.Apply(this, keys, strict, allowUnexpected: false, $"The checkpoint '{path}'");
+        }
+        finally
+        {
+            foreach (var tensor in source.Values)
+                tensor.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Loads backbone weights from a PyTorch checkpoint: a torchvision ResNet (<c>conv1.weight</c>, <c>layer1.0.…</c>),
+    /// a HuggingFace Segformer model (<c>encoder.…</c> or <c>segformer.encoder.…</c>) or a whole network of ours
+    /// (<c>backbone.…</c>). Keys outside the backbone (classifier, <c>fc</c>, decode head) are ignored and listed in
+    /// <see cref="CheckpointLoadResult.UnexpectedKeys"/>. Strict by default: missing backbone keys or shape mismatches
+    /// throw; with <paramref name="strict"/> false only fitting tensors are copied.
+    /// </summary>
+    /// <param name="path">The checkpoint file.</param>
+    /// <param name="strict">Require every backbone tensor to be present with the right shape.</param>
+    public CheckpointLoadResult LoadBackboneCheckpoint(string path, bool strict = true)
+    {
+        var source = Checkpoints.Read(path);
+        try
+        {
+            var keys = new Dictionary<string, Tensor>();
+            foreach (var (key, value) in source)
+            {
+                var name = StripPrefix(key, "module.");
+                name = StripPrefix(StripPrefix(name, "backbone."), "segformer.");
+                keys.TryAdd(name, value);
+            }
+            return Checkpoints.Apply(backbone, keys, strict, allowUnexpected: true, $"The checkpoint '{path}' (backbone {Options.Backbone})");
+        }
+        finally
+        {
+            foreach (var tensor in source.Values)
+                tensor.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Saves the whole network's state dict as a PyTorch checkpoint readable by <c>torch.load</c> (or by
+    /// <c>safetensors</c> when the path ends in .safetensors), with the same keys as <c>state_dict()</c>.
+    /// </summary>
+    /// <param name="path">The file to write.</param>
+    public void SaveCheckpoint(string path)
+    {
+        if (Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase))
+            this.save_safetensors(path);
+        else
+            this.save_py(path);
+    }
+
+    private void LoadPretrainedBackbone()
+    {
+        var path = Options.PretrainedWeightsPath;
+        if (Options.Backbone == SegmentationBackbone.ResNet18ImageNet)
+        {
+            path ??= PretrainedModels.FindResNet18Onnx() ?? throw new InvalidOperationException(
+                "The ResNet18ImageNet backbone needs ResNet18.onnx from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1, " +
+                $"but '{PretrainedModels.ResNet18OnnxRelativePath}' is not in '{AppContext.BaseDirectory}'. Reference that package in the application " +
+                "or set PretrainedWeightsPath to the file.");
+            if (Path.GetExtension(path).Equals(".onnx", StringComparison.OrdinalIgnoreCase))
+            {
+                ResNet18OnnxWeights.Load((ResNet)backbone, path);
+                return;
+            }
+        }
+        if (path is null)
+            return;
+        if (Path.GetExtension(path).Equals(".onnx", StringComparison.OrdinalIgnoreCase))
+            throw new NotSupportedException(
+                $"'{path}': ONNX weights are read only for the ResNet18ImageNet backbone; give a PyTorch checkpoint for {Options.Backbone}.");
+        LoadBackboneCheckpoint(path);
+    }
+
+    private static (long Height, long Width) CheckInput(Tensor rgb)
+    {
+        if (rgb.dim() != 4 || rgb.shape[1] != 3)
+            throw new ArgumentException($"Expected RGB images [B,3,H,W], got [{string.Join(",", rgb.shape)}].", nameof(rgb));
+        if (rgb.dtype != ScalarType.Float32)
+            throw new ArgumentException($"Expected float32 pixels in 0..255, got {rgb.dtype}.", nameof(rgb));
+        if (rgb.shape[2] < 1 || rgb.shape[3] < 1)
+            throw new ArgumentException($"The image is empty ([{string.Join(",", rgb.shape)}]).", nameof(rgb));
+        return (rgb.shape[2], rgb.shape[3]);
+    }
+
+    private Tensor PadAndNormalize(Tensor rgb, long height, long width)
+    {
+        var x = backbone.Normalization.Apply(rgb);
+        long padBottom = (SizeDivisor - height % SizeDivisor) % SizeDivisor;
+        long padRight = (SizeDivisor - width % SizeDivisor) % SizeDivisor;
+        // Zero after normalisation is the backbone's mean colour, the least informative value to pad with.
+        return padBottom == 0 && padRight == 0 ? x : functional.pad(x, [0, padRight, 0, padBottom]);
+    }
+
+    private Tensor[] SelectStages(Tensor[] features) => _inputStages.Select(s => features[s]).ToArray();
+
+    private static string StripPrefix(string key, string prefix) =>
+        key.StartsWith(prefix, StringComparison.Ordinal) ? key[prefix.Length..] : key;
+}
