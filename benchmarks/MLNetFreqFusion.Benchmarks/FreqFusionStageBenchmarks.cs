@@ -2,7 +2,6 @@ using BenchmarkDotNet.Attributes;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
 using MLNetFreqFusion.Fusion;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace MLNetFreqFusion.Benchmarks;
@@ -61,20 +60,6 @@ public class FreqFusionStageBenchmarks
         {
             UseUnfoldCarafeForBenchmark = Formulation == CarafeFormulation.Unfold,
         };
-        // Main's FreqFusion leaves the offset generator's GroupNorm affine parameters as TorchSharp allocates them
-        // (uninitialised; the fix is on branch freqfusion). Garbage there gives NaN offsets, and grid_sample's CPU
-        // backward crashes the process on NaN coordinates, so set PyTorch's initial values here.
-        using (no_grad())
-        {
-            foreach (var (_, child) in _module.named_modules())
-            {
-                if (child is GroupNorm norm)
-                {
-                    nn.init.ones_(norm.weight);
-                    nn.init.zeros_(norm.bias!);
-                }
-            }
-        }
         _hr = randn(1, s.HrChannels, s.HrSize, s.HrSize);
         _lr = randn(1, s.LrChannels, s.HrSize / 2, s.HrSize / 2);
         _hrGrad = randn(1, s.HrChannels, s.HrSize, s.HrSize);
