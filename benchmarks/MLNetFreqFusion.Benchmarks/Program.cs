@@ -1,7 +1,9 @@
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
 
 namespace MLNetFreqFusion.Benchmarks;
@@ -19,11 +21,13 @@ public static class Program
         var machine = MachineInfo.Describe();
         Console.WriteLine(machine);
 
+        args = TakeJob(args, out var job);
         var config = ManualConfig.Create(DefaultConfig.Instance)
+            .AddJob(job)
             .AddColumn(new PeakMemoryColumn(), new GflopsColumn(), new PeakShareColumn(), StatisticColumn.OperationsPerSecond)
             .WithSummaryStyle(SummaryStyle.Default.WithMaxParameterColumnWidth(40));
 
-        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(WithDefaults(args), config);
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
 
         Directory.CreateDirectory(MachineInfo.ResultsDirectory);
         File.WriteAllText(Path.Combine(MachineInfo.ResultsDirectory, "machine.txt"), machine + Environment.NewLine);
@@ -46,19 +50,29 @@ public static class Program
     }
 
     /// <summary>
-    /// Always in-process: libtorch is loaded once, setup- and cleanup-time measurements (peak memory, FLOP counts)
-    /// reach the summary columns through static state, and nothing is rebuilt per benchmark. Without a job or run
-    /// counts on the command line, 1 launch, 1 warm-up and 5 measured iterations: the cases take 10 ms to 10 s each on
-    /// 2 cores, and BenchmarkDotNet's default job would run the slow ones for many minutes.
+    /// The one job every benchmark runs with, always in-process: libtorch is loaded once, setup- and cleanup-time
+    /// measurements (peak memory, FLOP counts) reach the summary columns through static state, nothing is rebuilt per
+    /// benchmark, and the timeout is an hour (the in-process default of 5 minutes is shorter than a few iterations
+    /// of a batch-4 training step at 512×512 on 2 shared cores). <c>--job dry/short/medium/long</c> picks the run
+    /// counts of BenchmarkDotNet's job of that name; without it, 1 launch, 1 warm-up and 5 measured iterations.
+    /// BenchmarkDotNet applies <c>--warmupCount</c>, <c>--iterationCount</c> and the like on top (it ignores
+    /// <c>--job</c> itself once a configuration defines its default job, hence this translation).
     /// </summary>
-    static string[] WithDefaults(string[] args)
+    static string[] TakeJob(string[] args, out Job job)
     {
-        var result = new List<string>(args);
-        bool Has(params string[] names) => args.Any(a => names.Contains(a, StringComparer.OrdinalIgnoreCase));
-        if (!Has("--inProcess", "-i"))
-            result.Add("--inProcess");
-        if (!Has("--job", "-j", "--launchCount", "--warmupCount", "--iterationCount"))
-            result.AddRange(["--launchCount", "1", "--warmupCount", "1", "--iterationCount", "5"]);
-        return result.ToArray();
+        int at = Array.FindIndex(args, a => a is "--job" or "-j");
+        string name = at >= 0 && at + 1 < args.Length ? args[at + 1].ToLowerInvariant() : "";
+        var baseJob = name switch
+        {
+            "" => Job.Default.WithLaunchCount(1).WithWarmupCount(1).WithIterationCount(5),
+            "dry" => Job.Dry,
+            "short" => Job.ShortRun,
+            "medium" => Job.MediumRun,
+            "long" => Job.LongRun,
+            "default" => Job.Default,
+            _ => throw new ArgumentException($"Unknown --job '{args[at + 1]}'; use dry, short, medium, long or default."),
+        };
+        job = baseJob.WithToolchain(new InProcessEmitToolchain(TimeSpan.FromHours(1), logOutput: true)).AsDefault();
+        return at >= 0 ? args.Take(at).Concat(args.Skip(at + 2)).ToArray() : args;
     }
 }
