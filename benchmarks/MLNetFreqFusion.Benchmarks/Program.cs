@@ -10,7 +10,7 @@ namespace MLNetFreqFusion.Benchmarks;
 
 /// <summary>
 /// Runs the benchmarks of issue 9: <c>dotnet run -c Release --project benchmarks/MLNetFreqFusion.Benchmarks -- --filter '*'</c>
-/// (add <c>--job short</c> for a quicker, noisier pass). docs/benchmarks.md explains the measurements.
+/// (<c>--job dry</c> for a one-iteration smoke pass). docs/benchmarks.md explains the measurements and holds the results.
 /// </summary>
 public static class Program
 {
