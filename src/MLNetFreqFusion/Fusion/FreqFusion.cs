@@ -63,6 +63,12 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     public FreqFusionOptions Options => _options.Clone();
 
     /// <summary>
+    /// Benchmark baseline only: routes every CARAFE call through <see cref="Carafe.Unfold"/>, the reference's
+    /// formulation (same result, k²·up² times the memory), so the benchmarks can price the lean operator inside the module.
+    /// </summary>
+    internal bool UseUnfoldCarafeForBenchmark { get; set; }
+
+    /// <summary>
     /// The reference's effective initialisation: every convolution (the offset generator's included, whose own init
     /// the reference's outer pass overwrites) Xavier-uniform with zero bias, then the ALPF and AHPF generators
     /// N(0, 0.001) with zero bias. Group norms keep weight 1 and bias 0.
@@ -100,7 +106,6 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     {
         CheckInputs(hr, lr);
         var o = _options;
-        var padding = o.CarafePadding;
         int kl = o.LowpassKernel, kh = o.HighpassKernel;
         using var scope = NewDisposeScope();
 
@@ -114,14 +119,14 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
             // predicted at low resolution instead of repeating them.
             var highpassFromHr = content_encoder2!.call(compressedHr);
             var initialHighpass = KernelNormalizer.Normalize(highpassFromHr, kh, hamming_highpass);
-            compressedHr = compressedHr + compressedHr - Carafe.Lean(compressedHr, initialHighpass, kh, 1, padding);
+            compressedHr = compressedHr + compressedHr - Reassemble(compressedHr, initialHighpass, kh, 1);
 
             var lowpassFromHr = content_encoder.call(compressedHr);
             var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
-            maskLr = lowpassFromHr + Carafe.Lean(content_encoder.call(compressedLr), initialLowpass, kl, 2, padding);
+            maskLr = lowpassFromHr + Reassemble(content_encoder.call(compressedLr), initialLowpass, kl, 2);
 
             var fusedLowpass = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
-            maskHr = highpassFromHr + Carafe.Lean(content_encoder2.call(compressedLr), fusedLowpass, kl, 2, padding);
+            maskHr = highpassFromHr + Reassemble(content_encoder2.call(compressedLr), fusedLowpass, kl, 2);
         }
         else if (o.SemiConv)
         {
@@ -139,14 +144,14 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
         var lrOut = o.SemiConv
-            ? Carafe.Lean(lr, maskLr, kl, 2, padding)
-            : Carafe.Lean(Nearest2x(lr), maskLr, kl, 1, padding);
+            ? Reassemble(lr, maskLr, kl, 2)
+            : Reassemble(Nearest2x(lr), maskLr, kl, 1);
 
         Tensor hrOut;
         if (maskHr is not null)
         {
             var highpassKernels = KernelNormalizer.Normalize(maskHr, kh, hamming_highpass);
-            var highFrequencies = hr - Carafe.Lean(hr, highpassKernels, kh, 1, padding);
+            var highFrequencies = hr - Reassemble(hr, highpassKernels, kh, 1);
             hrOut = o.HrResidual ? highFrequencies + hr : highFrequencies;
         }
         else
@@ -159,6 +164,11 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
         return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());
     }
+
+    Tensor Reassemble(Tensor x, Tensor kernels, int kernelSize, int upFactor) =>
+        UseUnfoldCarafeForBenchmark
+            ? Carafe.Unfold(x, kernels, kernelSize, upFactor, _options.CarafePadding)
+            : Carafe.Lean(x, kernels, kernelSize, upFactor, _options.CarafePadding);
 
     static Tensor Nearest2x(Tensor x) =>
         nn.functional.interpolate(x, size: new[] { 2 * x.shape[2], 2 * x.shape[3] }, mode: InterpolationMode.Nearest);
