@@ -76,7 +76,22 @@ public sealed class SegmentationService : IDisposable
         // one image at a time per process; concurrent requests wait their turn. To serve more, run more processes.
         _engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(
             Segmenter, ignoreMissingColumns: false, inputSchemaDefinition: inputDefinition, outputSchemaDefinition: outputDefinition);
+
+        // One prediction at startup: a model that cannot serve fails here rather than on the first request, and the
+        // first request does not pay libtorch's one-time initialisation (seconds on a small CPU).
+        using var blank = MLImage.CreateFromPixels(WarmupSide, WarmupSide, MLPixelFormat.Bgra32, new byte[4 * WarmupSide * WarmupSide]);
+        try
+        {
+            Predict(blank);
+        }
+        catch (Exception e)
+        {
+            _engine.Dispose();
+            throw new SegmentationStartupException($"Model file '{ModelPath}' loaded but could not segment a test image: {e.Message}", e);
+        }
     }
+
+    const int WarmupSide = 64;
 
     /// <summary>Absolute path of the loaded model zip.</summary>
     public string ModelPath { get; }
