@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Tests.MLNet;
 using SemanticSegmentation.WebApi;
@@ -32,9 +33,21 @@ public sealed class WebApiTests
     {
         var ml = new MLContext(seed: 1);
         var train = DigitsSeg.Load(ml, "train", take: 8);
-        var options = SemanticSegmentationEndToEndTests.SmallOptions(validation: null, epochs: 1);
-        options.Decoder = SegmentationDecoder.FreqFusion;
-        options.DecoderChannels = 16;
+        // The service is under test, not the training: a tiny network, one epoch.
+        var options = new SemanticSegmentationTrainer.Options
+        {
+            NumberOfClasses = 11,
+            IgnoreIndex = 255,
+            ClassNames = DigitsSeg.ClassNames,
+            Backbone = SegmentationBackbone.ResNet18,
+            Decoder = SegmentationDecoder.FreqFusion,
+            DecoderChannels = 16,
+            CropSize = 64,
+            BatchSize = 8,
+            MaxEpochs = 1,
+            WarmupSteps = 0,
+            Augmentation = new AugmentationOptions { MinScaleRatio = 1, MaxScaleRatio = 1, PhotometricDistortion = false },
+        };
         using var model = DigitsSeg.Inputs(ml).Append(ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(train);
         _modelPath = Path.Combine(Path.GetTempPath(), $"webapi-{Guid.NewGuid():N}.zip");
         ml.Model.Save(model, train.Schema, _modelPath);
