@@ -28,7 +28,8 @@ public static class FigureWriter
             ?? ((IEnumerable<ITransformer>)model).OfType<SemanticSegmentationTransformer>().Single();
         var scored = model.Transform(SegmentationModel.BuildInputPipeline(mlContext, data.MaskOptions).Fit(data.Test).Transform(data.Test));
         var images = mlContext.Data.TakeRows(scored, rows);
-        var imageList = images.GetColumn<MLImage>("Image").ToList();
+        // The Image column's MLImages are disposed when its cursor moves on; read the files again instead.
+        var imageList = images.GetColumn<string>("ImagePath").Select(MLImage.CreateFromFile).ToList();
         var labels = images.GetColumn<SegmentationMask>("Label").ToList();
         var predictions = images.GetColumn<SegmentationMask>("PredictedLabel").ToList();
 
@@ -106,7 +107,7 @@ public static class FigureWriter
         var stride = (int)Math.Round((double)PaddedHeight(image.Height) / h2);
         int ch = (image.Height + stride - 1) / stride, cw = (image.Width + stride - 1) / stride;
         foreach (var feature in new[] { nearest, finest.LrOut, finest.Hr, finest.HrOut - finest.Hr })
-            yield return Heat(feature[0, .., ..ch, ..cw], image.Width, image.Height);
+            yield return Heat(feature[0].narrow(1, 0, Math.Min(ch, feature.shape[2])).narrow(2, 0, Math.Min(cw, feature.shape[3])), image.Width, image.Height);
     }
 
     static Tensor Keep(Tensor t) => t.detach().clone().DetachFromDisposeScope();
@@ -123,10 +124,10 @@ public static class FigureWriter
     /// <summary>Per-pixel L2 norm over channels, min–max scaled, nearest-upsampled to the image size.</summary>
     static Rgb Heat(Tensor feature, int width, int height)
     {
-        var norm = feature.pow(2).sum(0).sqrt();
+        var norm = feature.pow(2).sum(new long[] { 0 }).sqrt();   // sum(0) would bind to sum(ScalarType)
         var lo = norm.min().item<float>();
         var hi = norm.max().item<float>();
-        var scaled = ((norm - lo) / Math.Max(1e-6f, hi - lo) * 255).clamp(0, 255).unsqueeze(0).unsqueeze(0);
+        var scaled = ((norm - lo) / Math.Max(1e-6f, hi - lo) * 255).clamp(0, 255).view(1, 1, norm.shape[0], norm.shape[1]);
         var up = nn.functional.interpolate(scaled, size: [height, width], mode: InterpolationMode.Nearest).squeeze().to(ScalarType.Byte).contiguous();
         var gray = up.data<byte>().ToArray();
         var pixels = new byte[gray.Length * 3];
