@@ -61,8 +61,6 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         ectx.CheckUserArg(o.SlidingWindowOverlap is >= 0 and < 1, nameof(Options.SlidingWindowOverlap), "SlidingWindowOverlap must be in [0, 1).");
         ectx.CheckUserArg(o.PretrainedWeightsPath is null || File.Exists(o.PretrainedWeightsPath), nameof(Options.PretrainedWeightsPath),
             $"PretrainedWeightsPath '{o.PretrainedWeightsPath}' does not exist.");
-        ectx.CheckUserArg(o.Backbone != SegmentationBackbone.ResNet18ImageNet || o.PretrainedWeightsPath is not null, nameof(Options.PretrainedWeightsPath),
-            "Backbone ResNet18ImageNet needs PretrainedWeightsPath: the path of ResNet18.onnx from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 (docs/model.md).");
     }
 
     /// <summary>Checks the input schema and returns the output schema: the input plus the predicted-mask column.</summary>

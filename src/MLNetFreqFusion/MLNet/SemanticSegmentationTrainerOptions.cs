@@ -56,7 +56,8 @@ public sealed partial class SemanticSegmentationTrainer
 
         /// <summary>
         /// Pretrained weights for the backbone: the path of the ML.NET ResNet-18 ONNX file for
-        /// <see cref="SegmentationBackbone.ResNet18ImageNet"/>, or a PyTorch checkpoint (.pt, .pth, .bin, .safetensors)
+        /// <see cref="SegmentationBackbone.ResNet18ImageNet"/> (when null, the copy that the package
+        /// Microsoft.ML.DnnImageFeaturizer.ResNet18 puts in the application's build output is used), or a PyTorch checkpoint (.pt, .pth, .bin, .safetensors)
         /// of the chosen backbone. Default: none (random initialisation). docs/model.md lists the choices.
         /// </summary>
         public string? PretrainedWeightsPath;

@@ -188,7 +188,17 @@ internal sealed class TrainingRun
 
     Batch Collate(List<Tensor> images, List<Tensor> labels)
     {
-        var batch = new Batch { Images = stack(images).to(_device), Labels = stack(labels).to(_device), Count = images.Count };
+        Batch batch;
+        // The scope also frees the stacked CPU tensors when moving to another device makes copies of them.
+        using (var scope = NewDisposeScope())
+        {
+            batch = new Batch
+            {
+                Images = stack(images).to(_device).MoveToOuterDisposeScope(),
+                Labels = stack(labels).to(_device).MoveToOuterDisposeScope(),
+                Count = images.Count,
+            };
+        }
         foreach (var t in images.Concat(labels)) t.Dispose();
         images.Clear();
         labels.Clear();

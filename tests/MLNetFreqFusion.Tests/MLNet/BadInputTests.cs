@@ -144,7 +144,7 @@ public sealed class BadInputTests
     public void EmptyTrainingDataSaysSo()
     {
         var ml = new MLContext(1);
-        var empty = ml.Data.TakeRows(DigitsSeg.Load(ml, "train"), 0);
+        var empty = ml.Data.SkipRows(DigitsSeg.Load(ml, "train"), 1_000_000);
         var e = FitFails(ml, empty, Tiny(), DigitsSeg.Root);
         StringAssert.Contains(e.Message, "has no rows");
     }

@@ -24,7 +24,13 @@ internal static class DigitsSeg
     }
 
     /// <summary>The pipeline of the contract, up to the trainer.</summary>
-    public static IEstimator<ITransformer> Inputs(MLContext ml)
+    public static IEstimator<ITransformer> Inputs(MLContext ml, MaskDecodeOptions? masks = null)
         => ml.Transforms.LoadImages("Image", imageFolder: Root, inputColumnName: "ImagePath")
-            .Append(ml.Transforms.LoadSegmentationMasks("Label", imageFolder: Root, inputColumnName: "MaskPath"));
+            .Append(ml.Transforms.LoadSegmentationMasks("Label", imageFolder: Root, inputColumnName: "MaskPath", masks));
+
+    /// <summary>Digit versus background: every digit class mapped to 1, a task a few dozen steps can learn.</summary>
+    public static MaskDecodeOptions Binary => new()
+    {
+        ValueMap = Enumerable.Range(1, 10).ToDictionary(v => (ushort)v, _ => (ushort)1),
+    };
 }

@@ -18,6 +18,7 @@ public sealed class SemanticSegmentationEndToEndTests
     static IDataView _train = null!, _test = null!;
     static readonly List<SemanticSegmentationProgress> Reports = new();
     static readonly List<string> Log = new();
+    const int Epochs = 8, TrainRows = 48, Steps = Epochs * TrainRows / 8;
 
     public sealed class ModelInput
     {
@@ -32,17 +33,20 @@ public sealed class SemanticSegmentationEndToEndTests
 
     internal static SemanticSegmentationTrainer.Options SmallOptions(IDataView? validation, int epochs) => new()
     {
-        NumberOfClasses = 11,
+        NumberOfClasses = 2,
         IgnoreIndex = 255,
-        ClassNames = DigitsSeg.ClassNames,
-        Backbone = SegmentationBackbone.ResNet18,
-        Decoder = SegmentationDecoder.Bilinear,
-        DecoderChannels = 64,
+        ClassNames = new[] { "background", "digit" },
+        ClassWeights = new[] { 0.2f, 1f },
+        Backbone = SegmentationBackbone.ResNet18ImageNet,
+        FreezeBatchNorm = true,
+        Decoder = SegmentationDecoder.FreqFusion,
+        DecoderChannels = 32,
         CropSize = 64,
         BatchSize = 8,
         MaxEpochs = epochs,
         LearningRate = 1e-3,
-        HeadLearningRateMultiplier = 1,
+        HeadLearningRateMultiplier = 10,
+        DiceLossWeight = 0.5,
         WarmupSteps = 0,
         ValidationSet = validation,
         Augmentation = new AugmentationOptions { MinScaleRatio = 1, MaxScaleRatio = 1, PhotometricDistortion = false },
@@ -53,30 +57,38 @@ public sealed class SemanticSegmentationEndToEndTests
     {
         _ml = new MLContext(seed: 1);
         _ml.Log += (_, e) => { lock (Log) Log.Add(e.Message); };
-        _train = DigitsSeg.Load(_ml, "train");
+        _train = DigitsSeg.Load(_ml, "train", TrainRows);
         _test = DigitsSeg.Load(_ml, "test");
-        var val = DigitsSeg.Inputs(_ml).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"));
-        var options = SmallOptions(val, epochs: 12);
+        var val = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"));
+        var options = SmallOptions(val, epochs: Epochs);
         options.Progress = new SynchronousProgress(r => Reports.Add(r));
-        _model = DigitsSeg.Inputs(_ml).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(_train);
+        _model = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(_train);
     }
 
     [TestMethod]
     public void ValidationMeanIoURisesClearlyDuringTraining()
     {
         var validations = Reports.Where(r => r.ValidationMeanIoU is not null).Select(r => r.ValidationMeanIoU!.Value).ToArray();
-        Assert.AreEqual(12, validations.Length);
-        Assert.IsTrue(validations.Max() > validations[0] + 0.15, $"validation mIoU per epoch: {string.Join(", ", validations.Select(v => v.ToString("F3")))}");
-        Assert.IsTrue(validations.Max() > 0.35, $"best validation mIoU {validations.Max():F3}");
+        var trace = "validation mIoU per epoch: " + string.Join(", ", validations.Select(v => v.ToString("F3")));
+        Console.WriteLine(trace);
+        Assert.AreEqual(Epochs, validations.Length);
+        // Where an untrained network starts: everything background, which scores the background IoU over two classes.
+        var labels = DigitsSeg.Inputs(_ml, DigitsSeg.Binary).Fit(DigitsSeg.Load(_ml, "val")).Transform(DigitsSeg.Load(_ml, "val"))
+            .GetColumn<SegmentationMask>("Label").ToArray();
+        var allBackground = new SegmentationMetricsAccumulator(2);
+        foreach (var label in labels)
+            allBackground.Update(new ushort[label.Labels.Length], label.Labels, label.Width, label.Height);
+        double start = allBackground.Compute().MeanIoU;
+        Assert.IsTrue(validations.Max() > start + 0.15, $"all-background mIoU {start:F3}; {trace}");
     }
 
     [TestMethod]
     public void ProgressIsReportedToTheCallbackAndTheLog()
     {
         var steps = Reports.Where(r => r.ValidationMeanIoU is null).ToArray();
-        Assert.AreEqual(12 * 8, steps.Length, "64 images in batches of 8 for 12 epochs");
+        Assert.AreEqual(Steps, steps.Length, "the training rows in batches of 8, every epoch");
         CollectionAssert.AreEqual(Enumerable.Range(1, steps.Length).ToArray(), steps.Select(r => r.Step).ToArray());
-        Assert.IsTrue(steps.All(r => r.TotalSteps == 96 && r.Loss > 0 && r.ImagesPerSecond > 0 && r.LearningRate > 0));
+        Assert.IsTrue(steps.All(r => r.TotalSteps == Steps && r.Loss > 0 && r.ImagesPerSecond > 0 && r.LearningRate > 0));
         Assert.IsTrue(steps[^1].Loss < steps[0].Loss, "the loss falls");
         lock (Log)
             Assert.IsTrue(Log.Any(m => m.Contains("validation mIoU")), "the validation result goes to the ML.NET log");
@@ -87,10 +99,10 @@ public sealed class SemanticSegmentationEndToEndTests
     {
         var scored = _model.Transform(_test);
         var metrics = _ml.SemanticSegmentation().Evaluate(scored, labelColumnName: "Label");
-        Assert.AreEqual(11, metrics.NumberOfClasses);
+        Assert.AreEqual(2, metrics.NumberOfClasses);
         Assert.IsTrue(metrics.PixelAccuracy is > 0.8 and <= 1, metrics.ToString());
         Assert.IsTrue(metrics.MeanIoU is > 0 and <= 1);
-        StringAssert.Contains(metrics.ToString(), "digit_7");
+        StringAssert.Contains(metrics.ToString(), "digit");
 
         var predictions = scored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
         var labels = scored.GetColumn<SegmentationMask>("Label").ToArray();
@@ -114,7 +126,7 @@ public sealed class SemanticSegmentationEndToEndTests
             var image = MLImage.CreateFromFile(Path.Combine(DigitsSeg.Root, "test", "images", "test_00000.png"));
             var output = engine.Predict(new ModelInput { Image = image });
             CollectionAssert.AreEqual(predictions[0].Labels, output.PredictedLabel.Labels);
-            CollectionAssert.AreEqual(DigitsSeg.ClassNames, output.PredictedLabel.ClassNames!.ToArray());
+            CollectionAssert.AreEqual(new[] { "background", "digit" }, output.PredictedLabel.ClassNames!.ToArray());
         }
         finally
         {
