@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNetFreqFusion;
+using SemanticSegmentation.ConsoleApp;
+
+SampleOptions options;
+try
+{
+    options = SampleOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 2;
+}
+if (options.Help)
+{
+    Console.WriteLine(SampleOptions.Usage);
+    return 0;
+}
+
+try
+{
+    Directory.CreateDirectory(options.OutputFolder);
+    TorchSharp.torch.set_num_threads(options.Threads);
+    var mlContext = new MLContext(seed: options.Seed);
+
+    if (options.PredictImages.Count > 0)
+    {
+        SegmentationModel.MLNetModelPath = Path.GetFullPath(options.ModelPath!);
+        Console.WriteLine($"Predicting with {SegmentationModel.MLNetModelPath}; PNGs go to {Path.GetFullPath(options.OutputFolder)}");
+        foreach (var image in options.PredictImages)
+            SegmentationModel.WritePredictionPngs(image, options.OutputFolder);
+        return 0;
+    }
+
+    var data = SampleData.Load(mlContext, options);
+    Console.WriteLine($"Data: {data.Description}; {data.NumberOfClasses} classes.");
+
+    if (options.Evaluate || options.Figure)
+    {
+        // <snippet:load-model>
+        ITransformer model = mlContext.Model.Load(options.ModelPath!, out DataViewSchema inputSchema);
+        // </snippet:load-model>
+        if (options.Evaluate)
+            SegmentationModel.Evaluate(mlContext, model, data);
+        if (options.Figure)
+        {
+            string figure = Path.Combine(options.OutputFolder, "figure.png");
+            FigureWriter.Write(mlContext, model, data, options.ModelPath!, options.DecoderChannels, figure);
+            Console.WriteLine($"Wrote {Path.GetFullPath(figure)}");
+        }
+        return 0;
+    }
+
+    string modelPath = Path.Combine(options.OutputFolder, "model.zip");
+    Console.WriteLine($"Training {options.Backbone} + {options.Decoder} (decoder channels {options.DecoderChannels}), {options.Epochs} epochs, " +
+        $"crop {options.CropSize}, batch {options.BatchSize}, lr {options.LearningRate:G3} (head ×{options.HeadLearningRateMultiplier:G3}), seed {options.Seed}; " +
+        $"{options.Threads} of {Environment.ProcessorCount} CPU threads.");
+    var clock = Stopwatch.StartNew();
+    var segmenter = SegmentationModel.Train(mlContext, options, data, modelPath);
+    Console.WriteLine($"Saved {Path.GetFullPath(modelPath)} ({new FileInfo(modelPath).Length / 1024.0 / 1024.0:F1} MB).");
+
+    Console.WriteLine("Test metrics:");
+    SegmentationModel.Evaluate(mlContext, segmenter, data);
+
+    SegmentationModel.MLNetModelPath = Path.GetFullPath(modelPath);
+    Console.WriteLine($"Predictions for {options.PredictionsToWrite} test images (index mask, colourised mask, overlay) in {Path.GetFullPath(options.OutputFolder)}:");
+    foreach (var image in data.Test.GetColumn<string>("ImagePath").Take(options.PredictionsToWrite))
+        SegmentationModel.WritePredictionPngs(image, options.OutputFolder);
+    Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
+    return 0;
+}
+catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or InvalidOperationException)
+{
+    Console.Error.WriteLine($"{e.GetType().Name}: {e.Message}");
+    return 1;
+}
