@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
 using MLNetFreqFusion.Decoders;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using BenchmarkDotNet.Attributes;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
 using MLNetFreqFusion.Decoders;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 

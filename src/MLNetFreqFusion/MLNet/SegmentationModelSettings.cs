@@ -1,3 +1,4 @@
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using Microsoft.ML.Runtime;

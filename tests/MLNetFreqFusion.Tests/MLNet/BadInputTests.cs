@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using TorchSharp;

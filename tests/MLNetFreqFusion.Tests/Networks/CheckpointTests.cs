@@ -1,4 +1,5 @@
 using System.Collections;
+using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
