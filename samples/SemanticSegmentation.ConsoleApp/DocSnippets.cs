@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
+using MLNetFreqFusion.Networks;
 
 namespace SemanticSegmentation.ConsoleApp;
 
@@ -175,5 +176,19 @@ internal static class DocSnippets
         Console.WriteLine(metrics.GetFormattedConfusionTable());
         // </snippet:metrics>
         return metrics;
+    }
+
+    public static MLNetFreqFusion.Networks.SegmentationNetwork PretrainedNetwork()
+    {
+        // <snippet:pretrained-network>
+        var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        {
+            Backbone = SegmentationBackbone.ResNet18ImageNet,
+            Decoder = SegmentationDecoder.FreqFusion,
+            NumberOfClasses = 11,
+            // PretrainedWeightsPath = "/models/ResNet18.onnx",   // optional: any other location of the same file
+        });
+        // </snippet:pretrained-network>
+        return network;
     }
 }

@@ -34,8 +34,8 @@ internal static class LabelScan
             throw ectx.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
         if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
             throw ectx.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
-                "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., valueMap: {{255: 1}}) " +
-                "(MaskDecodeOptions.ValueMap) and NumberOfClasses = 2.");
+                "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +
+                "{ ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }) and NumberOfClasses = 2.");
         return rows;
     }
 
@@ -43,7 +43,7 @@ internal static class LabelScan
     {
         string source = mask.SourcePath is null ? "" : $" ('{mask.SourcePath}')";
         string hint = value == 255
-            ? " Masks saved as 0/255 use 255 for the foreground: map it to class 1 with MaskDecodeOptions.ValueMap {255: 1}, or set IgnoreIndex = 255 if 255 marks pixels to ignore."
+            ? " Masks saved as 0/255 use 255 for the foreground: map it to class 1 with MaskDecodeOptions.ValueMap ({ [255] = 1 }), or set IgnoreIndex = 255 if 255 marks pixels to ignore."
             : $" Set NumberOfClasses to at least {value + 1}, or remap the value with MaskDecodeOptions.ValueMap.";
         return $"Row {row}{source}: label value {value} is not a class (NumberOfClasses is {o.NumberOfClasses}) and not the ignore index {o.IgnoreIndex}.{hint}";
     }

@@ -226,6 +226,9 @@ internal sealed class TrainingRun
             getImage(ref image);
             getLabel(ref mask);
             CheckPair(image, mask, row++);
+            // The pool outlives the cursor row the image came from; an image column's getter may dispose or reuse
+            // its MLImage when the cursor moves, so the pool keeps its own copy of the pixels.
+            image = MLImage.CreateFromPixels(image.Width, image.Height, image.PixelFormat, image.Pixels);
             if (pool.Count < ShufflePoolSize)
             {
                 pool.Add((image, mask));
