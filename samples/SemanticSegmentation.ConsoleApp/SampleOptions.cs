@@ -22,13 +22,13 @@ public sealed class SampleOptions
     public SegmentationBackbone Backbone = SegmentationBackbone.ResNet18ImageNet;
     public SegmentationDecoder Decoder = SegmentationDecoder.FreqFusionFpn;
     public int? DecoderChannels = 64;
-    public int Epochs = 3;
+    public int Epochs = 12;
     public int CropSize = 64;
     public int BatchSize = 4;
-    public double LearningRate = 3e-4;
+    public double LearningRate = 1e-3;
     public double HeadLearningRateMultiplier = 10;
-    public double DiceLossWeight;
-    public float? BackgroundWeight;
+    public double DiceLossWeight = 0.5;
+    public float? BackgroundWeight = 0.2f;
     public bool? Flip;
     public int Seed = 1;
     // Half the cores: libtorch's OpenMP threads wait by spinning, and when other work holds the cores a step gets many
@@ -68,13 +68,13 @@ public sealed class SampleOptions
                                  ResNet50, ResNet101, MiTB0 … MiTB5
           --decoder NAME         FreqFusionFpn (default), FreqFusion, Bilinear, BilinearFpn
           --decoder-channels N   width of the decode head (default 64; the library's default is 256)
-          --epochs N             passes over the training data (default 3)
+          --epochs N             passes over the training data (default 12)
           --crop N               side of the square training crops (default 64)
           --batch N              images per step (default 4)
-          --lr X                 backbone learning rate; the head gets 10× (default 3e-4)
+          --lr X                 backbone learning rate; the head gets 10× (default 1e-3)
           --head-lr-multiplier X the head's learning rate as a multiple of --lr (default 10)
-          --dice X               weight of an added soft Dice loss (default 0)
-          --background-weight X  loss weight of class 0 relative to the others (default 1)
+          --dice X               weight of an added soft Dice loss (default 0.5)
+          --background-weight X  loss weight of class 0 relative to the others (default 0.2)
           --flip / --no-flip     random horizontal flips (default: on, off for the built-in digits)
           --seed N               MLContext seed (default 1)
           --threads N            libtorch CPU threads (default: half the cores, at least 1)

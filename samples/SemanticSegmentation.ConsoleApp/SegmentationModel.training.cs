@@ -38,6 +38,7 @@ public partial class SegmentationModel
             IgnoreIndex = o.IgnoreIndex,
             Backbone = o.Backbone,
             PretrainedWeightsPath = pretrained,
+            FreezeBatchNorm = o.Backbone == SegmentationBackbone.ResNet18ImageNet,
             Decoder = o.Decoder,
             DecoderChannels = o.DecoderChannels,
             CropSize = o.CropSize,
