@@ -26,6 +26,18 @@ public sealed class BadInputTests
     static void WriteCsv(string path, params (string Image, string Mask)[] rows)
         => File.WriteAllLines(path, new[] { "ImagePath,MaskPath" }.Concat(rows.Select(r => $"{r.Image},{r.Mask}")));
 
+    /// <summary>A folder with one digits-seg image, the given mask saved next to it, and a one-row pairs.csv.</summary>
+    static (string Dir, IDataView Data, MLContext Ml) OnePair(SegmentationMask mask, string maskName)
+    {
+        var dir = TempDir();
+        mask.Save(Path.Combine(dir, maskName));
+        File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(dir, "image.png"));
+        WriteCsv(Path.Combine(dir, "pairs.csv"), ("image.png", maskName));
+        var ml = new MLContext(1);
+        var data = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(dir, "pairs.csv"), separatorChar: ',', hasHeader: true);
+        return (dir, data, ml);
+    }
+
     static Exception FitFails(MLContext ml, IDataView data, SemanticSegmentationTrainer.Options options, string root)
     {
         var pipeline = ml.Transforms.LoadImages("Image", imageFolder: root, inputColumnName: "ImagePath")
@@ -75,15 +87,9 @@ public sealed class BadInputTests
     [TestMethod]
     public void AnImageAndMaskOfDifferentSizesNameTheRowFilesAndSizes()
     {
-        var dir = TempDir();
+        var (dir, data, ml) = OnePair(new SegmentationMask(10, 12, new ushort[120]), "small.png");
         try
         {
-            var image = Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png");
-            new SegmentationMask(10, 12, new ushort[120]).Save(Path.Combine(dir, "small.png"));
-            File.Copy(image, Path.Combine(dir, "image.png"));
-            WriteCsv(Path.Combine(dir, "pairs.csv"), ("image.png", "small.png"));
-            var ml = new MLContext(1);
-            var data = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(dir, "pairs.csv"), separatorChar: ',', hasHeader: true);
             var e = FitFails(ml, data, Tiny(), dir);
             StringAssert.Contains(e.Message, "Row 0");
             StringAssert.Contains(e.Message, "small.png");
@@ -96,16 +102,11 @@ public sealed class BadInputTests
     [TestMethod]
     public void LabelValuesOutsideTheClassesNameTheFileAndTheValue()
     {
-        var dir = TempDir();
+        var labels = new ushort[84 * 64];
+        labels[5] = 12;
+        var (dir, data, ml) = OnePair(new SegmentationMask(84, 64, labels), "bad.png");
         try
         {
-            var labels = new ushort[84 * 64];
-            labels[5] = 12;
-            new SegmentationMask(84, 64, labels).Save(Path.Combine(dir, "bad.png"));
-            File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(dir, "image.png"));
-            WriteCsv(Path.Combine(dir, "pairs.csv"), ("image.png", "bad.png"));
-            var ml = new MLContext(1);
-            var data = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(dir, "pairs.csv"), separatorChar: ',', hasHeader: true);
             var e = FitFails(ml, data, Tiny(), dir);
             StringAssert.Contains(e.Message, "bad.png");
             StringAssert.Contains(e.Message, "label value 12");
@@ -117,16 +118,11 @@ public sealed class BadInputTests
     [TestMethod]
     public void BinaryMasksSavedAs0And255ExplainTheIgnoreIndexAndTheValueMap()
     {
-        var dir = TempDir();
+        var labels = new ushort[84 * 64];
+        for (int i = 0; i < 200; i++) labels[i] = 255;
+        var (dir, data, ml) = OnePair(new SegmentationMask(84, 64, labels), "binary.png");
         try
         {
-            var labels = new ushort[84 * 64];
-            for (int i = 0; i < 200; i++) labels[i] = 255;
-            new SegmentationMask(84, 64, labels).Save(Path.Combine(dir, "binary.png"));
-            File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(dir, "image.png"));
-            WriteCsv(Path.Combine(dir, "pairs.csv"), ("image.png", "binary.png"));
-            var ml = new MLContext(1);
-            var data = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(dir, "pairs.csv"), separatorChar: ',', hasHeader: true);
             var e = FitFails(ml, data, Tiny(classes: 2), dir);
             StringAssert.Contains(e.Message, "255, which is the ignore index");
             StringAssert.Contains(e.Message, "ValueMap");
