@@ -10,7 +10,7 @@ public sealed class ModelInput
 {
     /// <summary>
     /// The image to segment, of any size. ML.NET recognises an MLImage member only with an attribute, and its own
-    /// <c>[ImageType]</c> needs a fixed height and width (see <see cref="AnySizeImageTypeAttribute"/>).
+    /// <c>[ImageType]</c> needs a fixed height and width; MLNetFreqFusion's <see cref="AnySizeImageTypeAttribute"/> does not.
     /// </summary>
     [AnySizeImageType]
     public MLImage Image { get; set; } = null!;
