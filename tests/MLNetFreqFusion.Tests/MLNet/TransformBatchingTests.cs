@@ -207,6 +207,51 @@ public sealed class TransformBatchingTests
         Assert.AreEqual(0, CountForwardCalls(() => scored.GetColumn<string>("ImagePath").ToArray()));
     }
 
+    [TestMethod]
+    public void ConcurrentEnginesAndCursorsOnOneModelGiveTheSequentialPredictions()
+    {
+        int threads = get_num_threads();
+        // Two intra-op threads as in an application; the suite otherwise runs libtorch on one.
+        set_num_threads(2);
+        try
+        {
+            // Each path against itself run alone: a batch and a single image may differ by float rounding.
+            var expected = ReadAll(_segmenter.Transform(Images()));
+            var sequentialEngine = _ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(_segmenter);
+            var expectedSingle = Enumerable.Range(0, Sizes.Length).Select(i =>
+            {
+                using var image = MLImage.CreateFromFile(Path.Combine(_folder, $"{i}.png"));
+                return sequentialEngine.Predict(new ModelInput { Image = image }).PredictedLabel.Labels;
+            }).ToArray();
+            var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+            Parallel.For(0, 6, new ParallelOptions { MaxDegreeOfParallelism = 6 }, worker =>
+            {
+                if (worker % 2 == 0)
+                {
+                    var engine = _ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(_segmenter);
+                    for (int i = 0; i < Sizes.Length; i++)
+                    {
+                        using var image = MLImage.CreateFromFile(Path.Combine(_folder, $"{i}.png"));
+                        if (!engine.Predict(new ModelInput { Image = image }).PredictedLabel.Labels.SequenceEqual(expectedSingle[i]))
+                            failures.Add($"engine {worker}, row {i}");
+                    }
+                }
+                else
+                {
+                    var rows = ReadAll(_segmenter.Transform(Images()));
+                    for (int i = 0; i < Sizes.Length; i++)
+                        if (!rows[i].Mask.Labels.SequenceEqual(expected[i].Mask.Labels))
+                            failures.Add($"cursor {worker}, row {i}");
+                }
+            });
+            Assert.AreEqual(0, failures.Count, string.Join("; ", failures));
+        }
+        finally
+        {
+            set_num_threads(threads);
+        }
+    }
+
     /// <summary>
     /// A batch runs other kernels than one image, so probabilities agree to float rounding; the masks agree
     /// wherever the two best classes are not within that rounding of each other.
