@@ -45,8 +45,7 @@ public sealed class InferenceAndTrainingOptionsTests
     sealed record Scored(MLImage Image, SegmentationMask PredictedLabel, float[] Probabilities);
 
     /// <summary>
-    /// The image, mask and probabilities of every row, read through one cursor. (With one of the two output columns
-    /// alone the cursor fails when disposed: see <see cref="EitherOutputColumnCanBeReadAlone"/>.)
+    /// The image, mask and probabilities of every row, read through one cursor.
     /// </summary>
     static Scored[] Read(IDataView scored)
     {
@@ -150,8 +149,14 @@ public sealed class InferenceAndTrainingOptionsTests
         var network = model.LastTransformer.Network;
         var rows = Read(scored);
         Assert.AreEqual(TestRows, rows.Length);
+        // Transform sends both rows through the network as one batch, and libtorch's convolutions round a batch of two
+        // differently from a batch of one (by about 1e-8), so "the same" is to float rounding, far below what
+        // windows or padding to the window would change (1e-3 and more).
         for (int row = 0; row < TestRows; row++)
-            CollectionAssert.AreEqual(Softmax(rows[row].Image, x => network.call(x)), rows[row].Probabilities, $"row {row}");
+        {
+            double difference = MaxDifference(Softmax(rows[row].Image, x => network.call(x)), rows[row].Probabilities);
+            Assert.IsTrue(difference < 1e-6, $"row {row}: largest probability difference {difference:G3}");
+        }
     }
 
     [TestMethod]
@@ -217,9 +222,6 @@ public sealed class InferenceAndTrainingOptionsTests
     }
 
     [TestMethod]
-    [Ignore("bug: SemanticSegmentationTransformer.Mapper.MakeGetter returns a non-null no-op disposer; ML.NET's MapperBase.CreateGetters then calls " +
-        "every column's disposer, including the null one of the inactive output column, so with ProbabilitiesColumnName set a cursor over only " +
-        "PredictedLabel or only the probabilities throws NullReferenceException when disposed (GetColumn, Evaluate). Fix: disposer = null.")]
     public void EitherOutputColumnCanBeReadAlone()
     {
         var rows = Read(_plainScored);
@@ -241,11 +243,12 @@ public sealed class InferenceAndTrainingOptionsTests
         {
             ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
             using (var unchanged = (IDisposable)new MLContext().Model.Load(path, out _)) { }
-            Assert.AreEqual(1, ClaimModelVersion(path, 0x00010002), "one FFSEGMNT entry in the zip");
+            var written = ClaimNewerModelVersion(path);
+            Assert.AreEqual(1, written.Length, "one FFSEGMNT entry in the zip");
             var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
             var messages = string.Join(" | ", Chain(e).Select(x => x.Message));
             StringAssert.Contains(messages, "Update the MLNetFreqFusion package", messages);
-            StringAssert.Contains(messages, "0x00010002", messages);
+            StringAssert.Contains(messages, $"0x{written[0] + 1:X8}", messages);
         }
         finally
         {
@@ -260,15 +263,15 @@ public sealed class InferenceAndTrainingOptionsTests
     }
 
     /// <summary>
-    /// Rewrites the written and readable model versions in the header of every FFSEGMNT entry of an ML.NET model
-    /// zip. ML.NET's ModelHeader (src/Microsoft.ML.Core/Data/ModelHeader.cs): signature "ML\0MODEL" at 0x00, the
-    /// 8-character model signature at 0x40, ModelVerWritten at 0x48, ModelVerReadable at 0x4C (little-endian uint).
-    /// Readable may not exceed written, so both are raised. Returns the number of entries rewritten.
+    /// Makes every FFSEGMNT entry of an ML.NET model zip claim the format one after the one it was written in, as a
+    /// newer package would. ML.NET's ModelHeader (src/Microsoft.ML.Core/Data/ModelHeader.cs): signature "ML\0MODEL"
+    /// at 0x00, the 8-character model signature at 0x40, ModelVerWritten at 0x48, ModelVerReadable at 0x4C
+    /// (little-endian uint). Readable may not exceed written, so both are raised. Returns the versions found.
     /// </summary>
-    static int ClaimModelVersion(string zipPath, uint version)
+    static uint[] ClaimNewerModelVersion(string zipPath)
     {
         using var zip = ZipFile.Open(zipPath, ZipArchiveMode.Update);
-        int rewritten = 0;
+        var written = new List<uint>();
         foreach (var entry in zip.Entries.ToArray())
         {
             byte[] bytes;
@@ -281,15 +284,16 @@ public sealed class InferenceAndTrainingOptionsTests
             if (bytes.Length < 0x100 || System.Text.Encoding.ASCII.GetString(bytes, 0, 8) != "ML\0MODEL"
                 || System.Text.Encoding.ASCII.GetString(bytes, 0x40, 8) != "FFSEGMNT")
                 continue;
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x48), version);
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x4C), version);
+            uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(0x48));
+            written.Add(version);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x48), version + 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x4C), version + 1);
             var name = entry.FullName;
             entry.Delete();
             using (var stream = zip.CreateEntry(name).Open())
                 stream.Write(bytes);
-            rewritten++;
         }
-        return rewritten;
+        return written.ToArray();
     }
 
     [TestMethod]
