@@ -299,7 +299,7 @@ public sealed class InferenceAndTrainingOptionsTests
     [TestMethod]
     public void EarlyStoppingStopsAfterPatienceEpochsWithoutABetterValidationMeanIoU()
     {
-        const int patience = 2, maxEpochs = 6;
+        const int patience = 2, maxEpochs = 8;
         var ml = new MLContext(seed: 1);
         var log = new List<string>();
         ml.Log += (_, e) => { lock (log) log.Add(e.Message); };
@@ -313,6 +313,8 @@ public sealed class InferenceAndTrainingOptionsTests
         options.LearningRate = 1e-30;
         options.FreezeBatchNorm = true;
         options.EarlyStoppingPatience = patience;
+        // One image per network call, as validation predicts, so that the kept model can be scored to the last bit.
+        options.InferenceBatchSize = 1;
         var val = DigitsSeg.Load(ml, "val", 4);
         options.ValidationSet = DigitsSeg.Inputs(ml).Fit(val).Transform(val);
         using var model = DigitsSeg.Fit(ml, options, rows: 4);
@@ -333,6 +335,8 @@ public sealed class InferenceAndTrainingOptionsTests
         lock (log)
             Assert.IsTrue(log.Any(m => m.Contains($"early stopping after epoch {stopAfter}") && m.Contains($"for {patience} epochs")),
                 "the log says why training stopped");
+        var kept = ml.SemanticSegmentation().Evaluate(model.Transform(val), labelColumnName: "Label").MeanIoU;
+        Assert.AreEqual(validations[best], kept, 1e-12, "the model Fit returns is the best epoch's, not the last; " + trace);
     }
 
     [TestMethod]
