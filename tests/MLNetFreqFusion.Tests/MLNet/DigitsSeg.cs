@@ -1,5 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNetFreqFusion.Backbones;
+using MLNetFreqFusion.Decoders;
 
 namespace MLNetFreqFusion.Tests.MLNet;
 
@@ -33,4 +35,24 @@ internal static class DigitsSeg
     {
         ValueMap = Enumerable.Range(1, 10).ToDictionary(v => (ushort)v, _ => (ushort)1),
     };
+
+    /// <summary>The smallest trainer that still runs the whole network: ResNet18 from scratch, a 16-channel FreqFusion head, 64-pixel crops.</summary>
+    public static SemanticSegmentationTrainer.Options TinyOptions(int epochs, IProgress<SemanticSegmentationProgress>? progress = null) => new()
+    {
+        NumberOfClasses = 11, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion,
+        DecoderChannels = 16, CropSize = 64, BatchSize = 4, MaxEpochs = epochs, WarmupSteps = 0, LearningRate = 1e-3,
+        Progress = progress,
+    };
+
+    /// <summary>Fits the contract's pipeline on the first <paramref name="rows"/> training rows; the chain owns the segmenter.</summary>
+    public static TransformerChain<SemanticSegmentationTransformer> Fit(MLContext ml, SemanticSegmentationTrainer.Options options, int rows, MaskDecodeOptions? masks = null)
+        => Inputs(ml, masks).Append(ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(Load(ml, "train", rows));
+}
+
+/// <summary>Progress delivered on the training thread (<see cref="Progress{T}"/> would post it to the thread pool, late).</summary>
+internal sealed class SynchronousProgress : IProgress<SemanticSegmentationProgress>
+{
+    readonly Action<SemanticSegmentationProgress> _report;
+    public SynchronousProgress(Action<SemanticSegmentationProgress> report) => _report = report;
+    public void Report(SemanticSegmentationProgress value) => _report(value);
 }

@@ -148,11 +148,4 @@ public sealed class SemanticSegmentationEndToEndTests
         Assert.IsTrue(report.MeanIntraClassSimilarity is > 0 and <= 1, report.ToString());
         Assert.IsTrue(report.MeanSimilarityMargin > 0, report.ToString());
     }
-
-    sealed class SynchronousProgress : IProgress<SemanticSegmentationProgress>
-    {
-        readonly Action<SemanticSegmentationProgress> _report;
-        public SynchronousProgress(Action<SemanticSegmentationProgress> report) => _report = report;
-        public void Report(SemanticSegmentationProgress value) => _report(value);
-    }
 }

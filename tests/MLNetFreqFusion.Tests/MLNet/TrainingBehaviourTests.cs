@@ -10,27 +10,12 @@ namespace MLNetFreqFusion.Tests.MLNet;
 [TestClass]
 public sealed class TrainingBehaviourTests
 {
-    static SemanticSegmentationTrainer.Options Tiny(int epochs, IProgress<SemanticSegmentationProgress>? progress) => new()
-    {
-        NumberOfClasses = 11, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion,
-        DecoderChannels = 16, CropSize = 64, BatchSize = 4, MaxEpochs = epochs, WarmupSteps = 0, LearningRate = 1e-3,
-        Progress = progress,
-    };
-
-    sealed class Callback : IProgress<SemanticSegmentationProgress>
-    {
-        readonly Action<SemanticSegmentationProgress> _report;
-        public Callback(Action<SemanticSegmentationProgress> report) => _report = report;
-        public void Report(SemanticSegmentationProgress value) => _report(value);
-    }
-
     static List<SemanticSegmentationProgress> Train(int seed, int rows, int epochs, Action<MLContext, SemanticSegmentationProgress>? onReport = null)
     {
         var ml = new MLContext(seed);
         var reports = new List<SemanticSegmentationProgress>();
-        var options = Tiny(epochs, new Callback(r => { reports.Add(r); onReport?.Invoke(ml, r); }));
-        var pipeline = DigitsSeg.Inputs(ml).Append(ml.SemanticSegmentation().Trainers.FreqFusion(options));
-        using var model = (IDisposable)pipeline.Fit(DigitsSeg.Load(ml, "train", rows));
+        var options = DigitsSeg.TinyOptions(epochs, new SynchronousProgress(r => { reports.Add(r); onReport?.Invoke(ml, r); }));
+        using var model = DigitsSeg.Fit(ml, options, rows);
         return reports;
     }
 

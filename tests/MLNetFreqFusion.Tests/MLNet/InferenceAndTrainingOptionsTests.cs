@@ -1,0 +1,398 @@
+using System.IO.Compression;
+using System.Buffers.Binary;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNetFreqFusion;
+using MLNetFreqFusion.Data;
+using MLNetFreqFusion.Networks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Tests.MLNet;
+
+/// <summary>
+/// The trainer and transformer options that change what Fit and Transform do: sliding-window and flip inference,
+/// the probabilities column, the model format version, early stopping and backbone freezing. Predictions are
+/// checked against the same network's logits computed here, outside the predictor.
+/// </summary>
+[TestClass]
+public sealed class InferenceAndTrainingOptionsTests
+{
+    const int Classes = 11, Width = 84, Height = 64, TestRows = 2;
+
+    /// <summary>A one-step model with these inference settings, and the test rows it scored.</summary>
+    static (TransformerChain<SemanticSegmentationTransformer> Model, IDataView Scored, MLContext Ml) Score(Action<SemanticSegmentationTrainer.Options> configure)
+    {
+        var ml = new MLContext(seed: 1);
+        var options = DigitsSeg.TinyOptions(epochs: 1);
+        options.ProbabilitiesColumnName = "Probabilities";
+        configure(options);
+        var model = DigitsSeg.Fit(ml, options, rows: 4);
+        return (model, model.Transform(DigitsSeg.Load(ml, "test", TestRows)), ml);
+    }
+
+    // The default inference settings plus the probabilities column, shared by the tests that need no other option.
+    static TransformerChain<SemanticSegmentationTransformer> _plain = null!;
+    static IDataView _plainScored = null!;
+    static MLContext _plainMl = null!;
+
+    [ClassInitialize]
+    public static void FitPlainModel(TestContext _) => (_plain, _plainScored, _plainMl) = Score(_ => { });
+
+    [ClassCleanup]
+    public static void DisposePlainModel() => _plain?.Dispose();
+
+    sealed record Scored(MLImage Image, SegmentationMask PredictedLabel, float[] Probabilities);
+
+    /// <summary>
+    /// The image, mask and probabilities of every row, read through one cursor.
+    /// </summary>
+    static Scored[] Read(IDataView scored)
+    {
+        var columns = new[] { scored.Schema["Image"], scored.Schema["PredictedLabel"], scored.Schema["Probabilities"] };
+        var rows = new List<Scored>();
+        using var cursor = scored.GetRowCursor(columns);
+        var getImage = cursor.GetGetter<MLImage>(columns[0]);
+        var getMask = cursor.GetGetter<SegmentationMask>(columns[1]);
+        var getProbabilities = cursor.GetGetter<VBuffer<float>>(columns[2]);
+        MLImage image = null!;
+        SegmentationMask mask = null!;
+        VBuffer<float> probabilities = default;
+        while (cursor.MoveNext())
+        {
+            getImage(ref image);
+            getMask(ref mask);
+            getProbabilities(ref probabilities);
+            // The image getter may reuse or dispose its MLImage when the cursor moves on.
+            var copy = MLImage.CreateFromPixels(image.Width, image.Height, image.PixelFormat, image.Pixels);
+            rows.Add(new Scored(copy, mask, probabilities.DenseValues().ToArray()));
+        }
+        return rows.ToArray();
+    }
+
+    /// <summary>Class probabilities (K·H·W floats) of <paramref name="logits"/> computed on the image as a [1,3,H,W] batch.</summary>
+    static float[] Softmax(MLImage image, Func<Tensor, Tensor> logits)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var x = ImageTensorConverter.ToTensor(image).unsqueeze(0);
+        return logits(x).softmax(1).contiguous().data<float>().ToArray();
+    }
+
+    static double MaxDifference(float[] a, float[] b)
+    {
+        Assert.AreEqual(a.Length, b.Length);
+        double max = 0;
+        for (int i = 0; i < a.Length; i++)
+            max = Math.Max(max, Math.Abs(a[i] - b[i]));
+        return max;
+    }
+
+    /// <summary>
+    /// Window origins along one side, as the option documents them: windows of <paramref name="window"/> pixels
+    /// (the side itself when shorter) that overlap by the given fraction, the last one flush with the far edge.
+    /// </summary>
+    static int[] WindowStarts(int side, int window, double overlap)
+    {
+        int w = Math.Min(window, side);
+        int stride = (int)Math.Round(window * (1 - overlap));
+        int count = (Math.Max(side - w, 0) + stride - 1) / stride + 1;
+        return Enumerable.Range(0, count).Select(i => Math.Min(i * stride, side - w)).ToArray();
+    }
+
+    [TestMethod]
+    public void SlidingWindowsAverageTheLogitsOfOverlappingWindows()
+    {
+        const int window = 32;
+        var (model, scored, _) = Score(o => o.SlidingWindowSize = window);
+        using var _model = model;
+        var network = model.LastTransformer.Network;
+        var rows = Read(scored);
+        Assert.AreEqual(TestRows, rows.Length);
+        int[] ys = WindowStarts(Height, window, 1.0 / 3), xs = WindowStarts(Width, window, 1.0 / 3);
+        CollectionAssert.AreEqual(new[] { 0, 21, 32 }, ys, "the rule, worked by hand for 64 pixels");
+        CollectionAssert.AreEqual(new[] { 0, 21, 42, 52 }, xs, "the rule, worked by hand for 84 pixels");
+
+        for (int row = 0; row < TestRows; row++)
+        {
+            var (image, mask, probabilities) = rows[row];
+            Assert.AreEqual(Width, mask.Width);
+            Assert.AreEqual(Height, mask.Height);
+            Assert.AreEqual(Width * Height, mask.Labels.Length);
+            var expected = Softmax(image, x =>
+            {
+                var sum = zeros(1, Classes, Height, Width);
+                var count = zeros(1, 1, Height, Width);
+                foreach (int y in ys)
+                foreach (int x0 in xs)
+                {
+                    var r = TensorIndex.Slice(y, y + window);
+                    var c = TensorIndex.Slice(x0, x0 + window);
+                    sum[TensorIndex.Colon, TensorIndex.Colon, r, c] += network.call(x[TensorIndex.Colon, TensorIndex.Colon, r, c]);
+                    count[TensorIndex.Colon, TensorIndex.Colon, r, c] += 1;
+                }
+                return sum / count;
+            });
+            var wholeImage = Softmax(image, x => network.call(x));
+            Assert.IsTrue(MaxDifference(expected, wholeImage) > 1e-3, "windows see less context than the whole image, so the two must differ for this test to mean anything");
+            double difference = MaxDifference(expected, probabilities);
+            Assert.IsTrue(difference < 1e-4, $"row {row}: largest probability difference {difference:G3}");
+        }
+    }
+
+    [TestMethod]
+    public void AWindowAsLargeAsTheImageGivesTheWholeImagePrediction()
+    {
+        // The longer side is exactly the window: the boundary case still takes the whole-image path.
+        var (model, scored, _) = Score(o => o.SlidingWindowSize = Width);
+        using var _model = model;
+        var network = model.LastTransformer.Network;
+        var rows = Read(scored);
+        Assert.AreEqual(TestRows, rows.Length);
+        // Transform sends both rows through the network as one batch, and libtorch's convolutions round a batch of two
+        // differently from a batch of one (by about 1e-8), so "the same" is to float rounding, far below what
+        // windows or padding to the window would change (1e-3 and more).
+        for (int row = 0; row < TestRows; row++)
+        {
+            double difference = MaxDifference(Softmax(rows[row].Image, x => network.call(x)), rows[row].Probabilities);
+            Assert.IsTrue(difference < 1e-6, $"row {row}: largest probability difference {difference:G3}");
+        }
+    }
+
+    [TestMethod]
+    public void FlipTestAveragesTheLogitsOfTheImageAndItsMirror()
+    {
+        var (model, scored, _) = Score(o => o.FlipTest = true);
+        using var _model = model;
+        var network = model.LastTransformer.Network;
+        var rows = Read(scored);
+        Assert.AreEqual(TestRows, rows.Length);
+        for (int row = 0; row < TestRows; row++)
+        {
+            var expected = Softmax(rows[row].Image, x => (network.call(x) + network.call(x.flip(3)).flip(3)) / 2);
+            var plain = Softmax(rows[row].Image, x => network.call(x));
+            Assert.IsTrue(MaxDifference(expected, plain) > 1e-3, "an untrained network is not mirror-symmetric, so flipping must change the result");
+            double difference = MaxDifference(expected, rows[row].Probabilities);
+            Assert.IsTrue(difference < 1e-4, $"row {row}: largest probability difference {difference:G3}");
+        }
+    }
+
+    [TestMethod]
+    public void ProbabilitiesAreADistributionPerPixelMatchThePredictionAndSurviveSaveAndLoad()
+    {
+        var (model, ml) = (_plain, _plainMl);
+        Assert.AreEqual(NumberDataViewType.Single, ((VectorDataViewType)_plainScored.Schema["Probabilities"].Type).ItemType);
+        var rows = Read(_plainScored);
+        Assert.AreEqual(TestRows, rows.Length);
+        const int pixels = Width * Height;
+        for (int row = 0; row < TestRows; row++)
+        {
+            var p = rows[row].Probabilities;
+            Assert.AreEqual(Classes * pixels, p.Length, "K·H·W");
+            for (int i = 0; i < pixels; i++)
+            {
+                double sum = 0;
+                int best = 0;
+                for (int k = 0; k < Classes; k++)
+                {
+                    sum += p[k * pixels + i];
+                    if (p[k * pixels + i] > p[best * pixels + i])
+                        best = k;
+                }
+                Assert.AreEqual(1.0, sum, 1e-5, $"row {row}, pixel {i}");
+                Assert.AreEqual(best, (int)rows[row].PredictedLabel.Labels[i], $"row {row}, pixel {i}: argmax of the probabilities");
+            }
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"ffseg-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
+            var fresh = new MLContext(seed: 2);
+            var loaded = fresh.Model.Load(path, out _);
+            var reloaded = Read(loaded.Transform(DigitsSeg.Load(fresh, "test", TestRows)));
+            Assert.AreEqual(TestRows, reloaded.Length);
+            for (int row = 0; row < TestRows; row++)
+                CollectionAssert.AreEqual(rows[row].Probabilities, reloaded[row].Probabilities, $"row {row} after Save/Load");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
+    public void EitherOutputColumnCanBeReadAlone()
+    {
+        var rows = Read(_plainScored);
+        var masks = _plainScored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
+        var probabilities = _plainScored.GetColumn<float[]>("Probabilities").ToArray();
+        for (int row = 0; row < TestRows; row++)
+        {
+            CollectionAssert.AreEqual(rows[row].PredictedLabel.Labels, masks[row].Labels, $"row {row}");
+            CollectionAssert.AreEqual(rows[row].Probabilities, probabilities[row], $"row {row}");
+        }
+    }
+
+    [TestMethod]
+    public void AModelOfANewerFormatAsksToUpdateThePackage()
+    {
+        var (model, ml) = (_plain, _plainMl);
+        var path = Path.Combine(Path.GetTempPath(), $"ffseg-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
+            using (var unchanged = (IDisposable)new MLContext().Model.Load(path, out _)) { }
+            var written = ClaimNewerModelVersion(path);
+            Assert.AreEqual(1, written.Length, "one FFSEGMNT entry in the zip");
+            var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
+            var messages = string.Join(" | ", Chain(e).Select(x => x.Message));
+            StringAssert.Contains(messages, "Update the MLNetFreqFusion package", messages);
+            StringAssert.Contains(messages, $"0x{written[0] + 1:X8}", messages);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    static IEnumerable<Exception> Chain(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            yield return e;
+    }
+
+    /// <summary>
+    /// Makes every FFSEGMNT entry of an ML.NET model zip claim the format one after the one it was written in, as a
+    /// newer package would. ML.NET's ModelHeader (src/Microsoft.ML.Core/Data/ModelHeader.cs): signature "ML\0MODEL"
+    /// at 0x00, the 8-character model signature at 0x40, ModelVerWritten at 0x48, ModelVerReadable at 0x4C
+    /// (little-endian uint). Readable may not exceed written, so both are raised. Returns the versions found.
+    /// </summary>
+    static uint[] ClaimNewerModelVersion(string zipPath)
+    {
+        using var zip = ZipFile.Open(zipPath, ZipArchiveMode.Update);
+        var written = new List<uint>();
+        foreach (var entry in zip.Entries.ToArray())
+        {
+            byte[] bytes;
+            using (var stream = entry.Open())
+            using (var copy = new MemoryStream())
+            {
+                stream.CopyTo(copy);
+                bytes = copy.ToArray();
+            }
+            if (bytes.Length < 0x100 || System.Text.Encoding.ASCII.GetString(bytes, 0, 8) != "ML\0MODEL"
+                || System.Text.Encoding.ASCII.GetString(bytes, 0x40, 8) != "FFSEGMNT")
+                continue;
+            uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(0x48));
+            written.Add(version);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x48), version + 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x4C), version + 1);
+            var name = entry.FullName;
+            entry.Delete();
+            using (var stream = zip.CreateEntry(name).Open())
+                stream.Write(bytes);
+        }
+        return written.ToArray();
+    }
+
+    [TestMethod]
+    public void EarlyStoppingStopsAfterPatienceEpochsWithoutABetterValidationMeanIoU()
+    {
+        const int patience = 2, maxEpochs = 8;
+        var ml = new MLContext(seed: 1);
+        var log = new List<string>();
+        ml.Log += (_, e) => { lock (log) log.Add(e.Message); };
+        var validations = new List<double>();
+        var options = DigitsSeg.TinyOptions(maxEpochs, new SynchronousProgress(r =>
+        {
+            if (r.ValidationMeanIoU is double v) validations.Add(v);
+        }));
+        // LearningRate must be positive; this one moves no weight of float magnitude, so training cannot improve the
+        // predictions, and frozen batch norms keep the backbone's statistics from moving either.
+        options.LearningRate = 1e-30;
+        options.FreezeBatchNorm = true;
+        options.EarlyStoppingPatience = patience;
+        // One image per network call, as validation predicts, so that the kept model can be scored to the last bit.
+        options.InferenceBatchSize = 1;
+        var val = DigitsSeg.Load(ml, "val", 4);
+        options.ValidationSet = DigitsSeg.Inputs(ml).Fit(val).Transform(val);
+        using var model = DigitsSeg.Fit(ml, options, rows: 4);
+
+        // The backbone cannot move and the head barely does, but the head's batch-norm statistics still follow the
+        // training batches, so the validation mIoU wanders a little; the rule is checked on the values reported.
+        var trace = "validation mIoU per epoch: " + string.Join(", ", validations);
+        int best = 0, stopAfter = maxEpochs;
+        for (int i = 1; i < validations.Count && stopAfter == maxEpochs; i++)
+        {
+            if (validations[i] > validations[best])
+                best = i;
+            else if (i - best >= patience)
+                stopAfter = i + 1;
+        }
+        Assert.IsTrue(stopAfter < maxEpochs, "the run must reach a stop for this test to mean anything; " + trace);
+        Assert.AreEqual(stopAfter, validations.Count, "training stops after the epoch that completes the patience; " + trace);
+        lock (log)
+            Assert.IsTrue(log.Any(m => m.Contains($"early stopping after epoch {stopAfter}") && m.Contains($"for {patience} epochs")),
+                "the log says why training stopped");
+        var kept = ml.SemanticSegmentation().Evaluate(model.Transform(val), labelColumnName: "Label").MeanIoU;
+        Assert.AreEqual(validations[best], kept, 1e-12, "the model Fit returns is the best epoch's, not the last; " + trace);
+    }
+
+    [TestMethod]
+    public void FrozenBackboneEpochsLeaveTheBackboneAsInitialisedWhileTheDecoderTrains()
+    {
+        var frozen = TrainOneStep(freezeBackboneEpochs: 1);
+        var trained = TrainOneStep(freezeBackboneEpochs: 0);
+        try
+        {
+            // One MLContext seed, one initialisation: the networks Fit started from are rebuilt from the seed it drew.
+            Assert.AreEqual(frozen.Seed, trained.Seed);
+            Assert.AreEqual(frozen.Initial.Backbone.Length + frozen.Initial.Decoder.Length, frozen.Initial.Backbone.Concat(frozen.Initial.Decoder)
+                .Zip(trained.Initial.Backbone.Concat(trained.Initial.Decoder)).Count(p => Same(p.First, p.Second)));
+
+            var backbone = frozen.Initial.Backbone;
+            Assert.AreEqual(backbone.Length, frozen.Final.Backbone.Zip(backbone).Count(p => Same(p.First, p.Second)),
+                "every backbone parameter is unchanged after an epoch with the backbone frozen");
+            Assert.AreEqual(0, trained.Final.Backbone.Zip(backbone).Count(p => Same(p.First, p.Second)),
+                "without freezing every backbone parameter moves in the step");
+            foreach (var run in new[] { frozen, trained })
+                Assert.AreEqual(0, run.Final.Decoder.Zip(run.Initial.Decoder).Count(p => Same(p.First, p.Second)),
+                    $"FreezeBackboneEpochs {run.FreezeBackboneEpochs}: every decoder parameter moves in the step");
+        }
+        finally
+        {
+            foreach (var t in new[] { frozen, trained }.SelectMany(r => new[] { r.Initial, r.Final }).SelectMany(w => w.Backbone.Concat(w.Decoder)))
+                t.Dispose();
+        }
+    }
+
+    static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
+
+    sealed record Weights(Tensor[] Backbone, Tensor[] Decoder)
+    {
+        public static Weights Of(SegmentationNetwork network)
+        {
+            using var _ = no_grad();
+            return new(network.BackboneParameters().Select(p => p.clone()).ToArray(), network.DecoderParameters().Select(p => p.clone()).ToArray());
+        }
+    }
+
+    sealed record Run(int FreezeBackboneEpochs, long Seed, Weights Initial, Weights Final);
+
+    static Run TrainOneStep(int freezeBackboneEpochs)
+    {
+        var ml = new MLContext(seed: 4);
+        var options = DigitsSeg.TinyOptions(epochs: 1);
+        options.FreezeBackboneEpochs = freezeBackboneEpochs;
+        Weights final;
+        using (var model = DigitsSeg.Fit(ml, options, rows: 4))
+            final = Weights.Of(model.LastTransformer.Network);
+        // Fit seeds libtorch's generator with a number drawn from the MLContext, then builds the network; doing the
+        // same here gives the weights it started from.
+        long seed = torch.random.initial_seed();
+        torch.random.manual_seed(seed);
+        using var initial = SegmentationNetwork.Create(SegmentationModelSettings.FromOptions(options).ToNetworkOptions(options.PretrainedWeightsPath, options.FreezeBatchNorm));
+        return new Run(freezeBackboneEpochs, seed, Weights.Of(initial), final);
+    }
+}
