@@ -13,22 +13,14 @@ internal sealed class BilinearFpnHead : DecodeHead
 {
     private readonly ModuleList<ConvModule> lateral_convs;
     private readonly ConvModule fpn_conv;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
 
     public BilinearFpnHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio)
         : base(nameof(BilinearFpnHead))
     {
-        _channels = channels;
         lateral_convs = new ModuleList<ConvModule>(inChannels.Select(c => new ConvModule(c, channels, 1)).ToArray());
         fpn_conv = new ConvModule(channels, channels, 3);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
+        AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
-
-    public override int Channels => _channels;
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
@@ -41,6 +33,4 @@ internal sealed class BilinearFpnHead : DecodeHead
         }
         return fpn_conv.call(y);
     }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 }

@@ -71,9 +71,6 @@ internal sealed class FreqFusionHead : DecodeHead
 {
     private readonly ModuleList<FreqFusion> freqfusions;
     private readonly ConvModule fuse;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
     private readonly int _inputs;
 
     public FreqFusionHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
@@ -82,7 +79,6 @@ internal sealed class FreqFusionHead : DecodeHead
         if (inChannels.Count < 2)
             throw new ArgumentException("The FreqFusion head fuses at least two backbone stages.", nameof(inChannels));
         FreqFusionHeadSettings.CheckGroups(inChannels, "FreqFusion");
-        _channels = channels;
         _inputs = inChannels.Count;
         freqfusions = new ModuleList<FreqFusion>();
         int lrChannels = inChannels[^1];
@@ -92,12 +88,8 @@ internal sealed class FreqFusionHead : DecodeHead
             lrChannels += inChannels[i];
         }
         fuse = new ConvModule(lrChannels, channels, 1);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
+        AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
-
-    public override int Channels => _channels;
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
@@ -115,8 +107,6 @@ internal sealed class FreqFusionHead : DecodeHead
         }
         return fuse.call(lr);
     }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 }
 
 /// <summary>
@@ -129,26 +119,18 @@ internal sealed class FreqFusionFpnHead : DecodeHead
     private readonly ModuleList<ConvModule> lateral_convs;
     private readonly ModuleList<FreqFusion> freqfusions;
     private readonly ConvModule fpn_conv;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
 
     public FreqFusionFpnHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
         : base(nameof(FreqFusionFpnHead))
     {
         FreqFusionHeadSettings.CheckGroups([channels], "FreqFusion FPN");
-        _channels = channels;
         lateral_convs = new ModuleList<ConvModule>(inChannels.Select(c => new ConvModule(c, channels, 1)).ToArray());
         // freqfusions[j] fuses lateral j (hr) with the top-down feature from level j + 1 (lr).
         freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(0, inChannels.Count - 1)
             .Select(_ => FreqFusionHeadSettings.Create(channels, channels, compressRatio)).ToArray());
         fpn_conv = new ConvModule(channels, channels, 3);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
+        AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
-
-    public override int Channels => _channels;
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
@@ -161,6 +143,4 @@ internal sealed class FreqFusionFpnHead : DecodeHead
         }
         return fpn_conv.call(y);
     }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 }
