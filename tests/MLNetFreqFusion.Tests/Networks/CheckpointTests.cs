@@ -1,7 +1,5 @@
 using System.Collections;
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
