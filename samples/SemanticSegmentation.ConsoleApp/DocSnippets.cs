@@ -113,7 +113,7 @@ internal static class DocSnippets
             Augmentation = new AugmentationOptions(),
             ValidationSet = validation, EarlyStoppingPatience = null, Progress = progress,
             // Inference
-            SlidingWindowSize = 1024, SlidingWindowOverlap = 1.0 / 3, FlipTest = false,
+            SlidingWindowSize = 1024, SlidingWindowOverlap = 1.0 / 3, FlipTest = false, InferenceBatchSize = 8,
         };
         // </snippet:all-options>
         return options;

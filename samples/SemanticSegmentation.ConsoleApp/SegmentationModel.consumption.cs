@@ -11,9 +11,9 @@ public partial class SegmentationModel
     /// <summary>The model's input: one image of any size.</summary>
     public class ModelInput
     {
-        // ML.NET's [ImageType] needs a size for MLImage members; it only declares the column type — the model
-        // predicts images of any size, and the mask it returns has the image's size.
-        [ImageType(height: 64, width: 84)]
+        // ML.NET's own [ImageType] needs a fixed size; the model predicts images of any size, and the mask it
+        // returns has the image's size.
+        [AnySizeImageType]
         public MLImage Image { get; set; } = null!;
     }
 

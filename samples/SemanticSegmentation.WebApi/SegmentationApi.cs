@@ -97,7 +97,7 @@ public static class SegmentationApi
         return format.Format switch
         {
             OutputFormat.Mask => Results.File(Png(mask.Save), "image/png"),
-            OutputFormat.Overlay => Results.File(Png(path => mask.SaveOverlay(image, path, options.OverlayAlpha)), "image/png"),
+            OutputFormat.Overlay => Results.File(Png(output => mask.SaveOverlay(image, output, options.OverlayAlpha)), "image/png"),
             _ => Results.Ok(PixelCounts(mask, service.Segmenter.ClassNames)),
         };
     }
@@ -210,19 +210,11 @@ public static class SegmentationApi
         return MLImage.CreateFromPixels(width, height, MLPixelFormat.Bgra32, bitmap.GetPixelSpan());
     }
 
-    /// <summary>The library writes PNGs to files; a temporary file turns one into response bytes.</summary>
-    static byte[] Png(Action<string> save)
+    static byte[] Png(Action<Stream> save)
     {
-        var path = Path.Combine(Path.GetTempPath(), $"segment-{Guid.NewGuid():N}.png");
-        try
-        {
-            save(path);
-            return File.ReadAllBytes(path);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        using var buffer = new MemoryStream();
+        save(buffer);
+        return buffer.ToArray();
     }
 
     static PixelCountsResponse PixelCounts(SegmentationMask mask, IReadOnlyList<string> classNames)

@@ -10,7 +10,7 @@ public sealed class ModelInput
 {
     /// <summary>
     /// The image to segment, of any size. ML.NET recognises an MLImage member only with an attribute, and its own
-    /// <c>[ImageType]</c> needs a fixed height and width (see <see cref="AnySizeImageTypeAttribute"/>).
+    /// <c>[ImageType]</c> needs a fixed height and width; MLNetFreqFusion's <see cref="AnySizeImageTypeAttribute"/> does not.
     /// </summary>
     [AnySizeImageType]
     public MLImage Image { get; set; } = null!;
@@ -69,9 +69,9 @@ public sealed class SegmentationService : IDisposable
         // and cursor), so one engine must never run two requests at once. A pool would give each concurrent request its
         // own engine, but it cannot raise throughput here: the SemanticSegmentationTransformer already runs its TorchSharp
         // network one image at a time behind its own lock (TorchSharp modules are not safe to run concurrently), and
-        // libtorch spreads that one forward pass over all CPU cores. Worse, several engines predicting at once over one
-        // loaded model crashed the process in native code (glibc "double free or corruption" with MLNetFreqFusion on
-        // TorchSharp 0.107; reproduced with 6 threads, gone with this lock), so the whole Predict call is serialised.
+        // libtorch spreads that one forward pass over all CPU cores. (While this sample was written, six engines at once
+        // over one model once crashed natively with glibc "double free or corruption"; that did not reproduce later with
+        // 6 engines × 60 predictions on the sample model, and the library tests six concurrent engines and cursors.)
         // Upload parsing, decoding and PNG/JSON encoding still run concurrently in the request handlers. Throughput is
         // one image at a time per process; concurrent requests wait their turn. To serve more, run more processes.
         _engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(

@@ -12,7 +12,7 @@ internal static class PngWriter
     static readonly uint[] CrcTable = BuildCrcTable();
 
     /// <summary>8-bit grayscale when every value fits in a byte, otherwise 16-bit grayscale.</summary>
-    internal static void WriteGray(string path, int width, int height, ReadOnlySpan<ushort> values)
+    internal static void WriteGray(Stream output, int width, int height, ReadOnlySpan<ushort> values)
     {
         bool wide = false;
         foreach (var v in values)
@@ -25,18 +25,18 @@ internal static class PngWriter
         else
             for (int i = 0; i < values.Length; i++)
                 pixels[i] = (byte)values[i];
-        Write(path, width, height, wide ? 16 : 8, PngHeader.Grayscale, pixels, null);
+        Write(output, width, height, wide ? 16 : 8, PngHeader.Grayscale, pixels, null);
     }
 
     /// <summary>An 8-bit palette image; <paramref name="palette"/> holds RGB triplets (at most 256).</summary>
-    internal static void WritePalette(string path, int width, int height, byte[] indices, byte[] palette) =>
-        Write(path, width, height, 8, PngHeader.Palette, indices, palette);
+    internal static void WritePalette(Stream output, int width, int height, byte[] indices, byte[] palette) =>
+        Write(output, width, height, 8, PngHeader.Palette, indices, palette);
 
     /// <summary>An 8-bit RGB image from interleaved RGB bytes.</summary>
-    internal static void WriteRgb(string path, int width, int height, byte[] rgb) =>
-        Write(path, width, height, 8, PngHeader.Rgb, rgb, null);
+    internal static void WriteRgb(Stream output, int width, int height, byte[] rgb) =>
+        Write(output, width, height, 8, PngHeader.Rgb, rgb, null);
 
-    static void Write(string path, int width, int height, int bitDepth, int colorType, byte[] pixels, byte[]? palette)
+    static void Write(Stream file, int width, int height, int bitDepth, int colorType, byte[] pixels, byte[]? palette)
     {
         int rowBytes = (int)(pixels.LongLength / height);
         byte[] compressed;
@@ -53,7 +53,6 @@ internal static class PngWriter
             compressed = buffer.ToArray();
         }
 
-        using var file = new FileStream(path, FileMode.Create, FileAccess.Write);
         file.Write([137, 80, 78, 71, 13, 10, 26, 10]);
         var ihdr = new byte[13];
         BinaryPrimitives.WriteUInt32BigEndian(ihdr, (uint)width);

@@ -55,11 +55,11 @@ public sealed class SegmentationMask
     /// otherwise 16-bit grayscale. <see cref="FromFile"/> reads it back exactly.
     /// </summary>
     /// <param name="path">The file to write; must end in .png.</param>
-    public void Save(string path)
-    {
-        CheckPngPath(path);
-        PngWriter.WriteGray(path, Width, Height, Labels);
-    }
+    public void Save(string path) => ToPngFile(path, Save);
+
+    /// <summary>Writes the PNG of <see cref="Save(string)"/> to <paramref name="output"/> (an HTTP response, a blob), which stays open.</summary>
+    /// <param name="output">A writable stream.</param>
+    public void Save(Stream output) => PngWriter.WriteGray(CheckWritable(output), Width, Height, Labels);
 
     /// <summary>
     /// Saves the mask in colour for viewing: a palette PNG (its indices are still the class indices) when every index is
@@ -69,12 +69,18 @@ public sealed class SegmentationMask
     /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map (255, the usual ignore
     /// index, is VOC's boundary colour).</param>
     public void SaveColorized(string path, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
+        => ToPngFile(path, output => SaveColorized(output, palette));
+
+    /// <summary>Writes the PNG of <see cref="SaveColorized(string, IReadOnlyList{ValueTuple{byte, byte, byte}}?)"/> to <paramref name="output"/>, which stays open.</summary>
+    /// <param name="output">A writable stream.</param>
+    /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map.</param>
+    public void SaveColorized(Stream output, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
     {
-        CheckPngPath(path);
+        CheckWritable(output);
         var colours = SegmentationPalette.For(Labels, palette);
         if (colours.Length > 256)
         {
-            PngWriter.WriteRgb(path, Width, Height, ToRgb(colours));
+            PngWriter.WriteRgb(output, Width, Height, ToRgb(colours));
             return;
         }
         var plte = new byte[3 * colours.Length];
@@ -83,7 +89,7 @@ public sealed class SegmentationMask
         var indices = new byte[Labels.Length];
         for (int i = 0; i < indices.Length; i++)
             indices[i] = (byte)Labels[i];
-        PngWriter.WritePalette(path, Width, Height, indices, plte);
+        PngWriter.WritePalette(output, Width, Height, indices, plte);
     }
 
     /// <summary>Saves <paramref name="image"/> with the mask's class colours blended over it, as an RGB PNG.</summary>
@@ -92,15 +98,17 @@ public sealed class SegmentationMask
     /// <param name="alpha">Weight of the class colour, from 0 (image only) to 1 (mask only). Default 0.5.</param>
     /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map.</param>
     public void SaveOverlay(MLImage image, string path, float alpha = 0.5f, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
+        => ToPngFile(path, output => SaveOverlay(image, output, alpha, palette));
+
+    /// <summary>Writes the PNG of <see cref="SaveOverlay(MLImage, string, float, IReadOnlyList{ValueTuple{byte, byte, byte}}?)"/> to <paramref name="output"/>, which stays open.</summary>
+    /// <param name="image">The image the mask belongs to; it must have the mask's size.</param>
+    /// <param name="output">A writable stream.</param>
+    /// <param name="alpha">Weight of the class colour, from 0 (image only) to 1 (mask only). Default 0.5.</param>
+    /// <param name="palette">Colour of each class index; null uses the PASCAL VOC colour map.</param>
+    public void SaveOverlay(MLImage image, Stream output, float alpha = 0.5f, IReadOnlyList<(byte R, byte G, byte B)>? palette = null)
     {
-        ArgumentNullException.ThrowIfNull(image);
-        CheckPngPath(path);
-        if (!(alpha >= 0 && alpha <= 1))
-            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "The overlay weight must be between 0 and 1.");
-        if (image.Width != Width || image.Height != Height)
-            throw new ArgumentException($"The image is {image.Width}×{image.Height} but the mask is {Width}×{Height}; an overlay needs both the same size.", nameof(image));
-        if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
-            throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
+        CheckOverlay(image, alpha);
+        CheckWritable(output);
         var rgb = ToRgb(SegmentationPalette.For(Labels, palette));
         var pixels = image.Pixels;
         int rowBytes = pixels.Length / Height;
@@ -116,7 +124,18 @@ public sealed class SegmentationMask
                 rgb[dst + 2] = Blend(b, rgb[dst + 2], alpha);
             }
         }
-        PngWriter.WriteRgb(path, Width, Height, rgb);
+        PngWriter.WriteRgb(output, Width, Height, rgb);
+    }
+
+    void CheckOverlay(MLImage image, float alpha)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        if (!(alpha >= 0 && alpha <= 1))
+            throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "The overlay weight must be between 0 and 1.");
+        if (image.Width != Width || image.Height != Height)
+            throw new ArgumentException($"The image is {image.Width}×{image.Height} but the mask is {Width}×{Height}; an overlay needs both the same size.", nameof(image));
+        if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
+            throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
     }
 
     /// <summary>The mask in colour as an ML.NET image (Rgba32, opaque).</summary>
@@ -157,10 +176,22 @@ public sealed class SegmentationMask
 
     static byte Blend(byte image, byte colour, float alpha) => (byte)MathF.Round((1 - alpha) * image + alpha * colour);
 
-    static void CheckPngPath(string path)
+    static void ToPngFile(string path, Action<Stream> write)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!string.Equals(Path.GetExtension(path), ".png", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"Masks are written as PNG (lossless); '{path}' should end in .png.", nameof(path));
+        // Encoded in memory first, so that a call that fails (bad palette, image of another size) leaves no file behind.
+        using var png = new MemoryStream();
+        write(png);
+        File.WriteAllBytes(path, png.ToArray());
+    }
+
+    static Stream CheckWritable(Stream output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (!output.CanWrite)
+            throw new ArgumentException("The stream is not writable; pass a stream opened for writing.", nameof(output));
+        return output;
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.ML.Data;
 using MLNetFreqFusion.Data;
 using MLNetFreqFusion.Networks;
@@ -6,9 +7,12 @@ using static TorchSharp.torch;
 
 namespace MLNetFreqFusion.Inference;
 
+/// <summary>A predicted mask and, when asked for, its K×H×W class probabilities (class-major).</summary>
+internal readonly record struct SegmentationPrediction(SegmentationMask Mask, float[]? Probabilities);
+
 /// <summary>
-/// Predicts the mask of one image at its own size: the whole image at once (the network pads to its stride and
-/// crops back), or overlapping sliding windows whose logits are averaged when a side exceeds the window size;
+/// Predicts masks at the images' own size: the whole image at once (the network pads to its stride and crops
+/// back), or overlapping sliding windows whose logits are averaged when a side exceeds the window size;
 /// optionally averaged with the horizontally mirrored prediction. Shared by validation and the transformer so
 /// that both see the same predictions.
 /// </summary>
@@ -25,23 +29,36 @@ internal sealed class SegmentationPredictor
         _device = device;
     }
 
-    /// <summary>The predicted mask; <paramref name="probabilities"/> receives K×H×W class probabilities when asked for.</summary>
-    public SegmentationMask Predict(MLImage image, float[]? probabilities = null)
+    /// <summary>The predicted mask of one image.</summary>
+    public SegmentationMask Predict(MLImage image)
+    {
+        using var scope = NewDisposeScope();
+        return Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), withProbabilities: false)[0].Mask;
+    }
+
+    /// <summary>
+    /// Predictions for a batch of images of one size, float32 RGB [B,3,H,W] in 0..255, in one network call per
+    /// window: rows of different sizes cannot share a tensor, so callers group them.
+    /// </summary>
+    public SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         _network.eval();
-        var rgb = ImageTensorConverter.ToTensor(image).unsqueeze(0).to(_device);
-        var logits = Logits(rgb);
-        if (probabilities is not null)
-        {
-            var p = logits.softmax(1).squeeze(0).contiguous().cpu();
-            p.data<float>().CopyTo(probabilities);
-        }
+        var logits = Logits(rgb.to(_device));
+        int count = (int)rgb.shape[0], height = (int)rgb.shape[2], width = (int)rgb.shape[3];
         // Class indices fit in 16 bits (masks are ushort), so the int16 copy is reinterpreted rather than converted.
-        var labels = logits.argmax(1).squeeze(0).to(ScalarType.Int16).cpu().contiguous();
-        var mask = System.Runtime.InteropServices.MemoryMarshal.Cast<short, ushort>(labels.data<short>().ToArray()).ToArray();
-        return new SegmentationMask(image.Width, image.Height, mask, _settings.ClassNames);
+        var labels = logits.argmax(1).to(ScalarType.Int16).cpu().contiguous().data<short>().ToArray();
+        var probabilities = withProbabilities ? logits.softmax(1).cpu().contiguous().data<float>().ToArray() : null;
+        int pixels = width * height, perImage = pixels * _settings.NumberOfClasses;
+        var predictions = new SegmentationPrediction[count];
+        for (int i = 0; i < count; i++)
+        {
+            var mask = MemoryMarshal.Cast<short, ushort>(labels.AsSpan(i * pixels, pixels)).ToArray();
+            var classProbabilities = probabilities?.AsSpan(i * perImage, perImage).ToArray();
+            predictions[i] = new SegmentationPrediction(new SegmentationMask(width, height, mask, _settings.ClassNames), classProbabilities);
+        }
+        return predictions;
     }
 
     Tensor Logits(Tensor rgb)
@@ -61,7 +78,7 @@ internal sealed class SegmentationPredictor
 
         long wh = Math.Min(window, h), ww = Math.Min(window, w);
         long stride = Math.Max(1, (long)Math.Round(window * (1 - _settings.SlidingWindowOverlap)));
-        var sum = zeros(1, _settings.NumberOfClasses, h, w, device: rgb.device);
+        var sum = zeros(rgb.shape[0], _settings.NumberOfClasses, h, w, device: rgb.device);
         var count = zeros(1, 1, h, w, device: rgb.device);
         foreach (long y in Starts(h, wh, stride))
         foreach (long x in Starts(w, ww, stride))

@@ -27,6 +27,9 @@ internal sealed record SegmentationModelSettings
     public required int SlidingWindowSize { get; init; }
     public required double SlidingWindowOverlap { get; init; }
     public required bool FlipTest { get; init; }
+    public int InferenceBatchSize { get; init; } = DefaultInferenceBatchSize;
+
+    public const int DefaultInferenceBatchSize = 8;
 
     public static SegmentationModelSettings FromOptions(SemanticSegmentationTrainer.Options o) => new()
     {
@@ -43,6 +46,7 @@ internal sealed record SegmentationModelSettings
         SlidingWindowSize = o.SlidingWindowSize,
         SlidingWindowOverlap = o.SlidingWindowOverlap,
         FlipTest = o.FlipTest,
+        InferenceBatchSize = o.InferenceBatchSize,
     };
 
     /// <summary>The network architecture these settings describe (no pretrained weights: those are in the model).</summary>
@@ -60,6 +64,7 @@ internal sealed record SegmentationModelSettings
     // K strings: class names
     // string: image column, string: predicted-label column, string or null: probabilities column
     // int: sliding window size, double: sliding window overlap, bool: flip test
+    // int: inference batch size (format 0x00010002 on; older models get the default)
     public void Write(BinaryWriter w)
     {
         w.Write((int)Backbone);
@@ -82,9 +87,10 @@ internal sealed record SegmentationModelSettings
         w.Write(SlidingWindowSize);
         w.Write(SlidingWindowOverlap);
         w.Write(FlipTest);
+        w.Write(InferenceBatchSize);
     }
 
-    public static SegmentationModelSettings Read(BinaryReader r, IExceptionContext ectx)
+    public static SegmentationModelSettings Read(BinaryReader r, IExceptionContext ectx, bool hasInferenceBatchSize)
     {
         var backbone = (SegmentationBackbone)r.ReadInt32();
         ectx.CheckDecode(Enum.IsDefined(backbone), $"unknown backbone {(int)backbone}");
@@ -116,13 +122,15 @@ internal sealed record SegmentationModelSettings
         double overlap = r.ReadDouble();
         ectx.CheckDecode(overlap is >= 0 and < 1, "sliding window overlap");
         bool flip = r.ReadBoolean();
+        int batch = hasInferenceBatchSize ? r.ReadInt32() : DefaultInferenceBatchSize;
+        ectx.CheckDecode(batch >= 1, "inference batch size");
         return new SegmentationModelSettings
         {
             Backbone = backbone, Decoder = decoder, DecoderChannels = decoderChannels == 0 ? null : decoderChannels,
             CompressRatio = compressRatio, DropoutRatio = dropout, DecoderInputStages = stageCount == 0 ? null : stages,
             NumberOfClasses = classes, IgnoreIndex = ignore, ClassNames = names,
             ImageColumnName = image, PredictedLabelColumnName = predicted, ProbabilitiesColumnName = probabilities,
-            SlidingWindowSize = window, SlidingWindowOverlap = overlap, FlipTest = flip,
+            SlidingWindowSize = window, SlidingWindowOverlap = overlap, FlipTest = flip, InferenceBatchSize = batch,
         };
     }
 }

@@ -59,6 +59,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         ectx.CheckUserArg(o.FreezeBackboneEpochs >= 0, nameof(Options.FreezeBackboneEpochs), "FreezeBackboneEpochs must not be negative.");
         ectx.CheckUserArg(o.EarlyStoppingPatience is null || o.EarlyStoppingPatience >= 1, nameof(Options.EarlyStoppingPatience), "EarlyStoppingPatience must be at least 1 when set.");
         ectx.CheckUserArg(o.SlidingWindowSize >= 32, nameof(Options.SlidingWindowSize), "SlidingWindowSize must be at least 32.");
+        ectx.CheckUserArg(o.InferenceBatchSize >= 1, nameof(Options.InferenceBatchSize), "InferenceBatchSize must be at least 1.");
         ectx.CheckUserArg(o.SlidingWindowOverlap is >= 0 and < 1, nameof(Options.SlidingWindowOverlap), "SlidingWindowOverlap must be in [0, 1).");
         ectx.CheckUserArg(o.PretrainedWeightsPath is null || File.Exists(o.PretrainedWeightsPath), nameof(Options.PretrainedWeightsPath),
             $"PretrainedWeightsPath '{o.PretrainedWeightsPath}' does not exist.");

@@ -122,5 +122,11 @@ public sealed partial class SemanticSegmentationTrainer
 
         /// <summary>Inference: average the logits of the image and its horizontal mirror. Default false.</summary>
         public bool FlipTest;
+
+        /// <summary>
+        /// Inference: how many consecutive rows of one image size <c>Transform</c> sends through the network at once
+        /// (a PredictionEngine predicts one image at a time). Lower it for large images on little memory. Default 8.
+        /// </summary>
+        public int InferenceBatchSize = SegmentationModelSettings.DefaultInferenceBatchSize;
     }
 }

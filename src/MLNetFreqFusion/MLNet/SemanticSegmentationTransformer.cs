@@ -23,7 +23,9 @@ namespace MLNetFreqFusion;
 /// "PredictedLabel") with the predicted class of every pixel, at the input image's size, and optionally per-class
 /// probabilities. Saved and loaded with <c>mlContext.Model.Save</c>/<c>Load</c>, weights included.
 /// </summary>
-public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, IDisposable
+// ITransformer is declared again so that its Transform maps to the batching one below: the base class's
+// Transform is sealed and predicts row by row.
+public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, ITransformer, IDisposable
 {
     internal const string UserName = "FreqFusion Semantic Segmentation";
     internal const string LoaderSignature = "FFSEGMNT";
@@ -63,8 +65,9 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     static VersionInfo GetVersionInfo() => new(
         modelSignature: "FFSEGMNT",
-        verWrittenCur: 0x00010001, // Initial
-        verReadableCur: 0x00010001,
+        // verWrittenCur: 0x00010001, // Initial
+        verWrittenCur: 0x00010002, // Inference batch size
+        verReadableCur: 0x00010002,
         verWeCanReadBack: 0x00010001,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
@@ -112,7 +115,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         // *** Binary format ***
         // SegmentationModelSettings (see its Write)
         // stream "TSModel": the network's TorchSharp state dict
-        var settings = SegmentationModelSettings.Read(ctx.Reader, host);
+        var settings = SegmentationModelSettings.Read(ctx.Reader, host, hasInferenceBatchSize: ctx.Header.ModelVerWritten >= 0x00010002);
         var network = SegmentationNetwork.Create(settings.ToNetworkOptions(pretrainedWeightsPath: null, freezeBatchNorm: false), loadPretrainedWeights: false);
         bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r => network.load(r, strict: true));
         host.CheckDecode(loaded, "the model has no network weights (stream TSModel)");
@@ -121,6 +124,26 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
         => Create(env, ctx).MakeRowMapper(inputSchema);
+
+    /// <summary>
+    /// Adds the predicted-mask column (and the probabilities column when the model has one) to <paramref name="input"/>.
+    /// Lazy, as every ML.NET transform: rows are predicted while a cursor reads them, consecutive rows of one image
+    /// size together in batches of the model's InferenceBatchSize, each row once however many output columns are read.
+    /// </summary>
+    /// <param name="input">Rows with the model's image column (an <see cref="MLImage"/> of any size).</param>
+    public new IDataView Transform(IDataView input)
+    {
+        Host.CheckValue(input, nameof(input));
+        return new BatchedSegmentationDataView(Host, input, MakeDataTransform(input), _settings, Predict);
+    }
+
+    /// <summary>Predicts a batch of images of one size; one network serves every cursor and engine of this model.</summary>
+    internal SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities)
+    {
+        // TorchSharp modules are not safe to run from several threads at once, so predictions are serialised here.
+        lock (_gate)
+            return new SegmentationPredictor(_network, _settings, _device).Predict(rgb, withProbabilities);
+    }
 
     /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
     [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
@@ -207,42 +230,43 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
         public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
 
-        public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
+        /// <summary>Both output columns come from one prediction per row, so the getters share it.</summary>
+        public override Delegate[] CreateGetters(DataViewRow input, Func<int, bool> activeOutput, out Action disposer)
         {
             disposer = () => { };
+            var getters = new Delegate[OutputColumnCount];
+            bool wantMask = activeOutput(0), wantProbabilities = OutputColumnCount > 1 && activeOutput(1);
+            if (!wantMask && !wantProbabilities)
+                return getters;
             var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
-            var predictor = new SegmentationPredictor(_owner._network, _owner._settings, _owner._device);
-            bool wantProbabilities = iinfo == 1;
             MLImage image = null!;
             long cachedPosition = -1;
-            SegmentationMask? cachedMask = null;
-            float[]? cachedProbabilities = null;
+            SegmentationPrediction cached = default;
 
-            void Update()
+            SegmentationPrediction Current()
             {
-                if (cachedPosition == input.Position)
-                    return;
-                getImage(ref image);
-                if (image is null)
-                    throw Host.Except($"Row {input.Position}: the image column '{_owner._settings.ImageColumnName}' holds no image.");
-                var probabilities = wantProbabilities ? new float[(long)_owner._settings.NumberOfClasses * image.Width * image.Height] : null;
-                // One network serves every cursor and PredictionEngine of this model; TorchSharp modules are not
-                // safe to run from several threads at once, so predictions are serialised here.
-                lock (_owner._gate)
-                    cachedMask = predictor.Predict(image, probabilities);
-                cachedProbabilities = probabilities;
-                cachedPosition = input.Position;
+                if (cachedPosition != input.Position)
+                {
+                    getImage(ref image);
+                    if (image is null)
+                        throw Host.Except($"Row {input.Position}: the image column '{_owner._settings.ImageColumnName}' holds no image.");
+                    using var scope = NewDisposeScope();
+                    cached = _owner.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities)[0];
+                    cachedPosition = input.Position;
+                }
+                return cached;
             }
 
-            if (!wantProbabilities)
-                return (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => { Update(); value = cachedMask!; });
-            return (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
-            {
-                Update();
-                var editor = VBufferEditor.Create(ref value, cachedProbabilities!.Length);
-                cachedProbabilities.CopyTo(editor.Values);
-                value = editor.Commit();
-            });
+            if (wantMask)
+                getters[0] = (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => value = Current().Mask);
+            if (wantProbabilities)
+                getters[1] = (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) => BatchedSegmentationDataView.CopyProbabilities(Current(), ref value));
+            return getters;
         }
+
+        int OutputColumnCount => _owner._settings.ProbabilitiesColumnName is null ? 1 : 2;
+
+        public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
+            => throw Contracts.ExceptNotSupp("CreateGetters makes every getter of this mapper.");
     }
 }

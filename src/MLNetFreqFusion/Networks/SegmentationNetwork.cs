@@ -254,8 +254,27 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
         var x = backbone.Normalization.Apply(rgb);
         long padBottom = (SizeDivisor - height % SizeDivisor) % SizeDivisor;
         long padRight = (SizeDivisor - width % SizeDivisor) % SizeDivisor;
-        // Zero after normalisation is the backbone's mean colour, the least informative value to pad with.
-        return padBottom == 0 && padRight == 0 ? x : functional.pad(x, [0, padRight, 0, padBottom]);
+        return MirrorPad(x, padRight, padBottom);
+    }
+
+    /// <summary>
+    /// Pads the right and bottom by mirroring the image. Training crops never contain padding, so a constant border
+    /// is content the network has never seen: with zeros a trained model predicted objects along the seam. A mirror
+    /// keeps the image's own statistics. Reflection cannot pad by more than the side minus one, so small images are
+    /// mirrored repeatedly; a side of one pixel is repeated.
+    /// </summary>
+    internal static Tensor MirrorPad(Tensor x, long padRight, long padBottom)
+    {
+        while (padRight > 0 || padBottom > 0)
+        {
+            long right = Math.Min(padRight, x.shape[3] - 1), bottom = Math.Min(padBottom, x.shape[2] - 1);
+            if (right == 0 && bottom == 0)
+                return functional.pad(x, [0, padRight, 0, padBottom], PaddingModes.Replicate);
+            x = functional.pad(x, [0, right, 0, bottom], PaddingModes.Reflect);
+            padRight -= right;
+            padBottom -= bottom;
+        }
+        return x;
     }
 
     private Tensor[] SelectStages(Tensor[] features) => _inputStages.Select(s => features[s]).ToArray();

@@ -82,7 +82,8 @@ public sealed class MaskDecodingTests : TempFolderTests
             (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]) = ((byte)(255 - i), (byte)(i * 7), (byte)(100 + i / 3));
         var indices = new byte[] { 0, 1, 2, 3, 7, 200, 255, 1, 0, 42, 42, 3 };
         var path = Path.Combine(Folder, "palette.png");
-        PngWriter.WritePalette(path, 4, 3, indices, palette);
+        using (var file = File.Create(path))
+            PngWriter.WritePalette(file, 4, 3, indices, palette);
 
         var mask = SegmentationMask.FromFile(path);
 

@@ -80,4 +80,39 @@ public sealed class SegmentationMaskOutputTests : TempFolderTests
         var e = Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(1, 1, [0]).Save(Path.Combine(Folder, "m.jpg")));
         StringAssert.Contains(e.Message, ".png");
     }
+
+    [TestMethod]
+    public void StreamsReceiveTheBytesOfTheFilesAndStayOpen()
+    {
+        var mask = new SegmentationMask(2, 1, [1, 2]);
+        using var image = MLImage.CreateFromPixels(2, 1, MLPixelFormat.Bgra32, [10, 20, 200, 255, 0, 0, 0, 255]);
+        var writes = new (Action<string> ToFile, Action<Stream> ToStream)[]
+        {
+            (mask.Save, mask.Save),
+            (path => mask.SaveColorized(path), output => mask.SaveColorized(output)),
+            (path => mask.SaveOverlay(image, path, 0.25f), output => mask.SaveOverlay(image, output, 0.25f)),
+        };
+        foreach (var (toFile, toStream) in writes)
+        {
+            var path = Path.Combine(Folder, "file.png");
+            toFile(path);
+            using var output = new MemoryStream();
+            toStream(output);
+            Assert.IsTrue(output.CanWrite, "the caller's stream stays open");
+            CollectionAssert.AreEqual(File.ReadAllBytes(path), output.ToArray());
+        }
+        using var readOnly = new MemoryStream(new byte[16], writable: false);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => mask.Save(readOnly));
+        StringAssert.Contains(e.Message, "not writable");
+    }
+
+    [TestMethod]
+    public void AFailedSaveLeavesNoFileBehind()
+    {
+        var path = Path.Combine(Folder, "overlay.png");
+        using var small = MLImage.CreateFromPixels(1, 1, MLPixelFormat.Bgra32, [0, 0, 0, 255]);
+        Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [1, 2]).SaveOverlay(small, path));
+        Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [0, 5]).SaveColorized(path, [(1, 2, 3)]));
+        Assert.IsFalse(File.Exists(path));
+    }
 }

@@ -1,14 +1,21 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 
-namespace SemanticSegmentation.WebApi;
+namespace MLNetFreqFusion;
 
 /// <summary>
-/// Marks an <see cref="MLImage"/> member of a POCO as an image column of any size. ML.NET 5.0.1 recognises an
-/// MLImage member only with an attribute, and its size-less <c>[ImageType]</c> (no height and width) fails with
-/// "Must be positive. (Parameter 'height')" because it asks for a 0 × 0 image type; this one registers ML.NET's
-/// size-less <see cref="ImageDataViewType"/>, the type <c>LoadImages</c> produces and the segmenter reads.
+/// Marks an <see cref="MLImage"/> member of a PredictionEngine input class as an image of any size, the type
+/// <c>LoadImages</c> produces and the segmenter reads. Use it instead of ML.NET's <c>[ImageType(height, width)]</c>,
+/// which needs a fixed size: its size-less form asks for a 0 × 0 image type and fails with
+/// "Must be positive. (Parameter 'height')" (ML.NET 5.0).
 /// </summary>
+/// <example><code>
+/// public sealed class ModelInput
+/// {
+///     [AnySizeImageType]
+///     public MLImage Image { get; set; }
+/// }
+/// </code></example>
 [AttributeUsage(AttributeTargets.Field | AttributeTargets.Property)]
 public sealed class AnySizeImageTypeAttribute : DataViewTypeAttribute
 {

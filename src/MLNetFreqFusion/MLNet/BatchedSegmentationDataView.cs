@@ -1,0 +1,216 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MLNetFreqFusion.Data;
+using MLNetFreqFusion.Inference;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion;
+
+/// <summary>
+/// The output of <see cref="SemanticSegmentationTransformer.Transform"/>: the input's columns plus the predictions,
+/// which are made for several consecutive rows of one image size at once.
+/// </summary>
+/// <remarks>
+/// A cursor reads its rows from the input as usual, and a second, look-ahead cursor over the input's image column
+/// collects the next rows' images into a batch when a prediction is first asked for. Unshuffled cursors of one
+/// data view return the same rows in the same order (IDataView's contract), so the two stay in step; this is
+/// also why the view does not shuffle. Buffering the rows' other columns instead would need a copy of every value
+/// of every type the input may hold.
+/// </remarks>
+internal sealed class BatchedSegmentationDataView : IDataView
+{
+    readonly IHost _host;
+    readonly IDataView _input;
+    readonly IDataView _rowByRow;
+    readonly SegmentationModelSettings _settings;
+    readonly Func<Tensor, bool, SegmentationPrediction[]> _predict;
+
+    public BatchedSegmentationDataView(IHost host, IDataView input, IDataView rowByRow, SegmentationModelSettings settings,
+        Func<Tensor, bool, SegmentationPrediction[]> predict)
+    {
+        _host = host;
+        _input = input;
+        _rowByRow = rowByRow;
+        _settings = settings;
+        _predict = predict;
+    }
+
+    public DataViewSchema Schema => _rowByRow.Schema;
+
+    public bool CanShuffle => false;
+
+    public long? GetRowCount() => _input.GetRowCount();
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
+        int inputCount = _input.Schema.Count;
+        bool wantMask = needed.Contains(inputCount), wantProbabilities = needed.Contains(inputCount + 1);
+        if (!wantMask && !wantProbabilities)
+            return _rowByRow.GetRowCursor(columnsNeeded, rand);
+        var rows = _input.GetRowCursor(needed.Where(i => i < inputCount).Select(i => _input.Schema[i]));
+        var images = _input.GetRowCursor(new[] { _input.Schema[_settings.ImageColumnName] });
+        return new Cursor(this, rows, images, wantMask, wantProbabilities);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
+        => new[] { GetRowCursor(columnsNeeded, rand) };
+
+    /// <summary>Writes a prediction's class probabilities (K×H×W, class-major) into an ML.NET vector.</summary>
+    internal static void CopyProbabilities(SegmentationPrediction prediction, ref VBuffer<float> value)
+    {
+        var probabilities = prediction.Probabilities!;
+        var editor = VBufferEditor.Create(ref value, probabilities.Length);
+        probabilities.CopyTo(editor.Values);
+        value = editor.Commit();
+    }
+
+    sealed class Cursor : DataViewRowCursor
+    {
+        readonly BatchedSegmentationDataView _view;
+        readonly DataViewRowCursor _rows, _images;
+        readonly ValueGetter<MLImage> _getImage;
+        readonly bool _wantMask, _wantProbabilities;
+        readonly Queue<(long Row, SegmentationPrediction Prediction)> _predicted = new();
+        long _row = -1, _imageRow = -1;
+        // The look-ahead row read past the end of a batch because its size differed; it starts the next batch.
+        (long Row, Tensor? Rgb)? _carried;
+        MLImage _image = null!;
+
+        public Cursor(BatchedSegmentationDataView view, DataViewRowCursor rows, DataViewRowCursor images, bool wantMask, bool wantProbabilities)
+        {
+            _view = view;
+            _rows = rows;
+            _images = images;
+            _getImage = images.GetGetter<MLImage>(images.Schema[view._settings.ImageColumnName]);
+            _wantMask = wantMask;
+            _wantProbabilities = wantProbabilities;
+        }
+
+        public override DataViewSchema Schema => _view.Schema;
+
+        public override long Position => _rows.Position;
+
+        public override long Batch => _rows.Batch;
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _rows.GetIdGetter();
+
+        public override bool IsColumnActive(DataViewSchema.Column column)
+        {
+            int inputCount = _view._input.Schema.Count;
+            if (column.Index < inputCount)
+                return _rows.IsColumnActive(_view._input.Schema[column.Index]);
+            return column.Index == inputCount ? _wantMask : _wantProbabilities;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            int inputCount = _view._input.Schema.Count;
+            if (column.Index < inputCount)
+                return _rows.GetGetter<TValue>(_view._input.Schema[column.Index]);
+            _view._host.Check(IsColumnActive(column), $"Column '{column.Name}' was not requested when the cursor was made.");
+            Delegate getter = column.Index == inputCount
+                ? (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => value = Current().Mask)
+                : (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) => CopyProbabilities(Current(), ref value));
+            return getter as ValueGetter<TValue>
+                ?? throw _view._host.Except($"Column '{column.Name}' holds {column.Type}; it cannot be read as {typeof(TValue).Name}.");
+        }
+
+        public override bool MoveNext()
+        {
+            if (!_rows.MoveNext())
+                return false;
+            _row++;
+            return true;
+        }
+
+        SegmentationPrediction Current()
+        {
+            _view._host.Check(_row >= 0, "The cursor is before its first row; call MoveNext first.");
+            while (_predicted.Count > 0 && _predicted.Peek().Row < _row)
+                _predicted.Dequeue();
+            if (_predicted.Count == 0)
+                PredictBatchFrom(_row);
+            return _predicted.Peek().Prediction;
+        }
+
+        /// <summary>Predicts up to InferenceBatchSize consecutive rows of one image size, starting at <paramref name="first"/>.</summary>
+        void PredictBatchFrom(long first)
+        {
+            using var scope = NewDisposeScope();
+            var batch = new List<(long Row, Tensor Rgb)>();
+            Tensor? carriedRgb = null;
+            try
+            {
+                if (_carried is { } carried && carried.Row == first)
+                {
+                    carriedRgb = carried.Rgb ?? throw NoImage(first);
+                    batch.Add((first, carriedRgb));
+                }
+                else
+                    _carried?.Rgb?.Dispose();
+                _carried = null;
+                // Rows the caller moved past without reading a prediction are skipped, not predicted.
+                while (batch.Count == 0 && _imageRow < first - 1)
+                {
+                    if (!MoveImages())
+                        break;
+                }
+
+                while (batch.Count < _view._settings.InferenceBatchSize && MoveImages())
+                {
+                    _getImage(ref _image);
+                    if (_image is null)
+                    {
+                        if (batch.Count == 0)
+                            throw NoImage(_imageRow);
+                        _carried = (_imageRow, null); // fails when its row is read, not before
+                        break;
+                    }
+                    var rgb = ImageTensorConverter.ToTensor(_image).unsqueeze(0);
+                    if (batch.Count > 0 && (rgb.shape[2] != batch[0].Rgb.shape[2] || rgb.shape[3] != batch[0].Rgb.shape[3]))
+                    {
+                        _carried = (_imageRow, rgb.DetachFromDisposeScope());
+                        break;
+                    }
+                    batch.Add((_imageRow, rgb));
+                }
+                if (batch.Count == 0 || batch[0].Row != first)
+                    throw _view._host.Except($"The input data gave a second cursor fewer rows, or other rows, than the first (row {first}). " +
+                        "Batched prediction reads the input twice; give Transform a data view that returns the same rows each time it is " +
+                        "read (for example cache it with mlContext.Data.Cache).");
+                var predictions = _view._predict(cat(batch.Select(b => b.Rgb).ToArray()), _wantProbabilities);
+                for (int i = 0; i < batch.Count; i++)
+                    _predicted.Enqueue((batch[i].Row, predictions[i]));
+            }
+            finally
+            {
+                carriedRgb?.Dispose();
+            }
+        }
+
+        Exception NoImage(long row) =>
+            _view._host.Except($"Row {row}: the image column '{_view._settings.ImageColumnName}' holds no image.");
+
+        bool MoveImages()
+        {
+            if (!_images.MoveNext())
+                return false;
+            _imageRow++;
+            return true;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _carried?.Rgb?.Dispose();
+                _carried = null;
+                _images.Dispose();
+                _rows.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+}
