@@ -29,13 +29,9 @@ public sealed record CarafeSize(int Channels, int Height, int Width, int KernelS
 /// AHPF high-pass), reflect padding as in FreqFusion. Forward alone (inference: no autograd graph) and forward plus
 /// backward with gradients for both the features and the kernels.
 /// </summary>
-public class CarafeBenchmarks
+public class CarafeBenchmarks : CarafeFormulationBenchmarks
 {
     Tensor _x = null!, _kernels = null!, _outputGrad = null!;
-
-    /// <summary>The formulation under test.</summary>
-    [Params(CarafeFormulation.Lean, CarafeFormulation.Unfold)]
-    public CarafeFormulation Formulation { get; set; }
 
     /// <summary>The problem size.</summary>
     [ParamsSource(nameof(Sizes))]
@@ -63,23 +59,8 @@ public class CarafeBenchmarks
         _outputGrad = randn(1, s.Channels, outH, outW);
     }
 
-    /// <summary>Probes the peak memory of <see cref="Forward"/>, then releases the tensors.</summary>
-    [GlobalCleanup(Target = nameof(Forward))]
-    public void CleanupForward()
-    {
-        PeakMemory.Probe(this, nameof(Forward), Forward);
-        Cleanup();
-    }
-
-    /// <summary>Probes the peak memory of <see cref="ForwardBackward"/>, then releases the tensors.</summary>
-    [GlobalCleanup(Target = nameof(ForwardBackward))]
-    public void CleanupForwardBackward()
-    {
-        PeakMemory.Probe(this, nameof(ForwardBackward), ForwardBackward);
-        Cleanup();
-    }
-
-    void Cleanup()
+    /// <inheritdoc />
+    protected override void Release()
     {
         _x.Dispose();
         _kernels.Dispose();
@@ -88,7 +69,7 @@ public class CarafeBenchmarks
 
     /// <summary>Reassembly without autograd.</summary>
     [Benchmark]
-    public void Forward()
+    public override void Forward()
     {
         using var scope = NewDisposeScope();
         Run(_x, _kernels);
@@ -96,7 +77,7 @@ public class CarafeBenchmarks
 
     /// <summary>Reassembly and its backward pass into features and kernels.</summary>
     [Benchmark]
-    public void ForwardBackward()
+    public override void ForwardBackward()
     {
         using var scope = NewDisposeScope();
         var x = _x.detach().requires_grad_();

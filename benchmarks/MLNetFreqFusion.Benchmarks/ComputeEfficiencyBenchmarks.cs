@@ -1,8 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using MLNetFreqFusion;
-using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using static TorchSharp.torch;
 
@@ -37,12 +34,7 @@ public class ComputeEfficiencyBenchmarks
 
     static SegmentationNetwork Build(SegmentationDecoder decoder)
     {
-        var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
-        {
-            Backbone = SegmentationBackbone.ResNet18,
-            Decoder = decoder,
-            NumberOfClasses = 150,
-        }, loadPretrainedWeights: false);
+        var network = BenchmarkNetwork.Create(SegmentationBackbone.ResNet18, decoder, 150);
         network.eval();
         return network;
     }

@@ -23,14 +23,10 @@ public sealed record FusionStage(string Name, int HrChannels, int LrChannels, in
 /// against the same module routed through the unfold CARAFE. Batch 1. Forward in eval mode without autograd; forward
 /// plus backward in training mode with gradients into both outputs and the parameters.
 /// </summary>
-public class FreqFusionStageBenchmarks
+public class FreqFusionStageBenchmarks : CarafeFormulationBenchmarks
 {
     FreqFusion _module = null!;
     Tensor _hr = null!, _lr = null!, _hrGrad = null!, _lrGrad = null!;
-
-    /// <summary>The CARAFE formulation inside the module.</summary>
-    [Params(CarafeFormulation.Lean, CarafeFormulation.Unfold)]
-    public CarafeFormulation Formulation { get; set; }
 
     /// <summary>The stage.</summary>
     [ParamsSource(nameof(Stages))]
@@ -66,23 +62,8 @@ public class FreqFusionStageBenchmarks
         _lrGrad = randn(1, s.LrChannels, s.HrSize, s.HrSize);
     }
 
-    /// <summary>Probes the peak memory of <see cref="Forward"/>, then releases module and tensors.</summary>
-    [GlobalCleanup(Target = nameof(Forward))]
-    public void CleanupForward()
-    {
-        PeakMemory.Probe(this, nameof(Forward), Forward);
-        Cleanup();
-    }
-
-    /// <summary>Probes the peak memory of <see cref="ForwardBackward"/>, then releases module and tensors.</summary>
-    [GlobalCleanup(Target = nameof(ForwardBackward))]
-    public void CleanupForwardBackward()
-    {
-        PeakMemory.Probe(this, nameof(ForwardBackward), ForwardBackward);
-        Cleanup();
-    }
-
-    void Cleanup()
+    /// <inheritdoc />
+    protected override void Release()
     {
         _module.Dispose();
         foreach (var t in new[] { _hr, _lr, _hrGrad, _lrGrad })
@@ -91,7 +72,7 @@ public class FreqFusionStageBenchmarks
 
     /// <summary>Inference: eval mode, no autograd graph.</summary>
     [Benchmark]
-    public void Forward()
+    public override void Forward()
     {
         _module.eval();
         using var scope = NewDisposeScope();
@@ -101,7 +82,7 @@ public class FreqFusionStageBenchmarks
 
     /// <summary>Training: forward, then backward into hr, lr and every parameter.</summary>
     [Benchmark]
-    public void ForwardBackward()
+    public override void ForwardBackward()
     {
         _module.train();
         _module.zero_grad();

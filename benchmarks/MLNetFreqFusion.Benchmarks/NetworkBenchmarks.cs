@@ -1,10 +1,6 @@
 using BenchmarkDotNet.Attributes;
-using MLNetFreqFusion;
-using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -50,12 +46,7 @@ public class NetworkBenchmarks
     public void Setup()
     {
         manual_seed(9);
-        _network = SegmentationNetwork.Create(new SegmentationNetworkOptions
-        {
-            Backbone = Network.Backbone,
-            Decoder = Network.Decoder,
-            NumberOfClasses = Classes,
-        }, loadPretrainedWeights: false);
+        _network = BenchmarkNetwork.Create(Network.Backbone, Network.Decoder, Classes);
         _optimizer = optim.AdamW(_network.parameters(), lr: 6e-5);
         _image = rand(1, 3, Size, Size) * 255;
         _batch = rand(TrainBatch, 3, Size, Size) * 255;
@@ -100,14 +91,5 @@ public class NetworkBenchmarks
 
     /// <summary>Batch 4: forward, cross-entropy, backward, AdamW step.</summary>
     [Benchmark]
-    public void TrainingStep()
-    {
-        _network.train();
-        using var scope = NewDisposeScope();
-        _optimizer.zero_grad();
-        using var logits = _network.call(_batch);
-        using var loss = nn.functional.cross_entropy(logits, _labels, ignore_index: 255);
-        loss.backward();
-        _optimizer.step();
-    }
+    public void TrainingStep() => BenchmarkNetwork.TrainingStep(_network, _optimizer, _batch, _labels);
 }

@@ -1,10 +1,7 @@
 using System.Globalization;
 using System.Text;
 using BenchmarkDotNet.Attributes;
-using MLNetFreqFusion;
-using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Benchmarks.Infrastructure;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,16 +25,10 @@ public class TrainingMemoryGrowthBenchmarks
     public void Setup()
     {
         manual_seed(9);
-        _network = SegmentationNetwork.Create(new SegmentationNetworkOptions
-        {
-            Backbone = SegmentationBackbone.ResNet18,
-            Decoder = SegmentationDecoder.FreqFusion,
-            NumberOfClasses = 11,
-        }, loadPretrainedWeights: false);
+        _network = BenchmarkNetwork.Create(SegmentationBackbone.ResNet18, SegmentationDecoder.FreqFusion, 11);
         _optimizer = optim.AdamW(_network.parameters(), lr: 1e-4);
         _images = rand(2, 3, 128, 128) * 255;
         _labels = randint(0, 11, [2, 128, 128], dtype: int64);
-        _network.train();
     }
 
     /// <summary>Ten training steps (forward, cross-entropy, backward, AdamW step).</summary>
@@ -48,14 +39,7 @@ public class TrainingMemoryGrowthBenchmarks
             Step();
     }
 
-    void Step()
-    {
-        using var scope = NewDisposeScope();
-        _optimizer.zero_grad();
-        var loss = nn.functional.cross_entropy(_network.call(_images), _labels, ignore_index: 255);
-        loss.backward();
-        _optimizer.step();
-    }
+    void Step() => BenchmarkNetwork.TrainingStep(_network, _optimizer, _images, _labels);
 
     /// <summary>Trains 100 more steps, recording RSS every 10, and writes the table.</summary>
     [GlobalCleanup]

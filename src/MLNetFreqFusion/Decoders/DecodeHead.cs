@@ -10,23 +10,41 @@ namespace MLNetFreqFusion.Decoders;
 /// </summary>
 internal abstract class DecodeHead : Module<Tensor[], Tensor>
 {
+    // Not private: RegisterComponents reflects over the concrete head, which sees inherited fields only when they are
+    // not private. It lists them after the head's own fields, so dropout and classifier stay the last state-dict keys.
+    private protected Dropout2d? dropout;
+    private protected Conv2d? classifier;
+
     protected DecodeHead(string name) : base(name)
     {
     }
 
     /// <summary>Width of the fused feature map that feeds the classifier.</summary>
-    public abstract int Channels { get; }
+    public int Channels { get; private set; }
 
     /// <summary>The fused feature map before dropout and classifier, at the first feature's resolution.</summary>
     public abstract Tensor ForwardFeatures(Tensor[] features);
 
-    /// <summary>mmseg's initialisation of the classifier: normal with std 0.01, zero bias.</summary>
-    protected static Conv2d Classifier(int channels, int numberOfClasses)
+    public override Tensor forward(Tensor[] features)
     {
-        var classifier = Conv2d(channels, numberOfClasses, 1);
+        if (dropout is null || classifier is null)
+            throw new InvalidOperationException($"{GetType().Name} did not call {nameof(AddClassifier)} in its constructor.");
+        return classifier.call(dropout.call(ForwardFeatures(features)));
+    }
+
+    /// <summary>
+    /// Adds the dropout and the classifier (mmseg's initialisation: normal with std 0.01, zero bias) and registers the
+    /// head's modules, so it is the last call of a head's constructor. Coming last, the classifier draws its random
+    /// weights after the head's own layers: a seed gives the same network in every head, and the published key order holds.
+    /// </summary>
+    private protected void AddClassifier(int channels, int numberOfClasses, double dropoutRatio)
+    {
+        Channels = channels;
+        dropout = Dropout2d(dropoutRatio);
+        classifier = Conv2d(channels, numberOfClasses, 1);
         init.normal_(classifier.weight!, 0, 0.01);
         init.zeros_(classifier.bias!);
-        return classifier;
+        RegisterComponents();
     }
 
     protected static void CheckFeatures(Tensor[] features, int expected, string head)

@@ -71,9 +71,6 @@ internal sealed class FreqFusionHead : DecodeHead
 {
     private readonly ModuleList<FreqFusion> freqfusions;
     private readonly ConvModule fuse;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
     private readonly int _inputs;
 
     public FreqFusionHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
@@ -82,7 +79,6 @@ internal sealed class FreqFusionHead : DecodeHead
         if (inChannels.Count < 2)
             throw new ArgumentException("The FreqFusion head fuses at least two backbone stages.", nameof(inChannels));
         FreqFusionHeadSettings.CheckGroups(inChannels, "FreqFusion");
-        _channels = channels;
         _inputs = inChannels.Count;
         freqfusions = new ModuleList<FreqFusion>();
         int lrChannels = inChannels[^1];
@@ -92,12 +88,8 @@ internal sealed class FreqFusionHead : DecodeHead
             lrChannels += inChannels[i];
         }
         fuse = new ConvModule(lrChannels, channels, 1);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
+        AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
-
-    public override int Channels => _channels;
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
@@ -115,52 +107,4 @@ internal sealed class FreqFusionHead : DecodeHead
         }
         return fuse.call(lr);
     }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
-}
-
-/// <summary>
-/// The FreqFusion FPN head (<see cref="SegmentationDecoder.FreqFusionFpn"/>): lateral 1×1 convolutions to a common
-/// width, y_n = x_n, then y_i = x_i' + y_(i+1)' where FreqFusion fuses x_i (hr) with y_(i+1) (lr); a 3×3 convolution,
-/// dropout and the classifier on y_1. Same widths as <see cref="BilinearFpnHead"/>.
-/// </summary>
-internal sealed class FreqFusionFpnHead : DecodeHead
-{
-    private readonly ModuleList<ConvModule> lateral_convs;
-    private readonly ModuleList<FreqFusion> freqfusions;
-    private readonly ConvModule fpn_conv;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
-
-    public FreqFusionFpnHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
-        : base(nameof(FreqFusionFpnHead))
-    {
-        FreqFusionHeadSettings.CheckGroups([channels], "FreqFusion FPN");
-        _channels = channels;
-        lateral_convs = new ModuleList<ConvModule>(inChannels.Select(c => new ConvModule(c, channels, 1)).ToArray());
-        // freqfusions[j] fuses lateral j (hr) with the top-down feature from level j + 1 (lr).
-        freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(0, inChannels.Count - 1)
-            .Select(_ => FreqFusionHeadSettings.Create(channels, channels, compressRatio)).ToArray());
-        fpn_conv = new ConvModule(channels, channels, 3);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
-    }
-
-    public override int Channels => _channels;
-
-    public override Tensor ForwardFeatures(Tensor[] features)
-    {
-        CheckFeatures(features, lateral_convs.Count, "FreqFusion FPN");
-        var y = lateral_convs[features.Length - 1].call(features[^1]);
-        for (int i = features.Length - 2; i >= 0; i--)
-        {
-            var (_, hrOut, lrOut) = freqfusions[i].call(lateral_convs[i].call(features[i]), y);
-            y = hrOut + lrOut;
-        }
-        return fpn_conv.call(y);
-    }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 }

@@ -14,23 +14,15 @@ internal sealed class SegFormerHead : DecodeHead
     private readonly ModuleList<Mlp> linear_c;
     private readonly Conv2d linear_fuse;
     private readonly BatchNorm2d batch_norm;
-    private readonly Dropout2d dropout;
-    private readonly Conv2d classifier;
-    private readonly int _channels;
 
     public SegFormerHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio)
         : base(nameof(SegFormerHead))
     {
-        _channels = channels;
         linear_c = new ModuleList<Mlp>(inChannels.Select(c => new Mlp(c, channels)).ToArray());
         linear_fuse = Conv2d(channels * inChannels.Count, channels, 1, bias: false);
         batch_norm = BatchNorm2d(channels);
-        dropout = Dropout2d(dropoutRatio);
-        classifier = Classifier(channels, numberOfClasses);
-        RegisterComponents();
+        AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
-
-    public override int Channels => _channels;
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
@@ -44,8 +36,6 @@ internal sealed class SegFormerHead : DecodeHead
         }
         return functional.relu(batch_norm.call(linear_fuse.call(cat(projected, 1))));
     }
-
-    public override Tensor forward(Tensor[] features) => classifier.call(dropout.call(ForwardFeatures(features)));
 
     /// <summary>A per-pixel linear projection (HuggingFace's SegformerMLP, key proj.*).</summary>
     private sealed class Mlp : Module<Tensor, Tensor>

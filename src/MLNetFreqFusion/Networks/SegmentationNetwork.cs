@@ -93,9 +93,9 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
         DecodeHead head = options.Decoder switch
         {
             SegmentationDecoder.Bilinear => new SegFormerHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.BilinearFpn => new BilinearFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
+            SegmentationDecoder.BilinearFpn => FpnHead.Bilinear(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
             SegmentationDecoder.FreqFusion => new FreqFusionHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
-            SegmentationDecoder.FreqFusionFpn => new FreqFusionFpnHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
+            SegmentationDecoder.FreqFusionFpn => FpnHead.WithFreqFusion(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Decoder, "Unknown segmentation decoder."),
         };
         return new SegmentationNetwork(backbone, head, stages, options);

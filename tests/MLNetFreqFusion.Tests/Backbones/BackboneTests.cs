@@ -1,6 +1,4 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,9 +1,7 @@
 using System.Reflection;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using static TorchSharp.torch;
 

@@ -3,20 +3,13 @@ using Microsoft.ML;
 namespace MLNetFreqFusion.Tests.Data;
 
 [TestClass]
-public sealed class DatasetLayoutTests
+public sealed class DatasetLayoutTests : TempFolderTests
 {
-    string _root = "";
     readonly MLContext _ml = new(seed: 1);
-
-    [TestInitialize]
-    public void CreateFolder() => _root = Directory.CreateTempSubdirectory("ff-layouts-").FullName;
-
-    [TestCleanup]
-    public void DeleteFolder() => Directory.Delete(_root, recursive: true);
 
     string Touch(params string[] parts)
     {
-        var path = Path.Combine([_root, .. parts]);
+        var path = Path.Combine([Folder, .. parts]);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         File.WriteAllBytes(path, [1]);
         return path;
@@ -33,9 +26,9 @@ public sealed class DatasetLayoutTests
     {
         // digits-seg's form: a header and paths relative to the CSV.
         var sample = MaskDecodingTests.SamplePath();
-        var csv = Path.Combine(_root, "pairs.csv");
+        var csv = Path.Combine(Folder, "pairs.csv");
         File.WriteAllLines(csv, ["ImagePath,MaskPath", .. Enumerable.Range(0, 3).Select(i =>
-            $"{Path.GetRelativePath(_root, Path.Combine(sample, "images", $"test_0000{i}.png"))},{Path.Combine(sample, "masks_palette", $"test_0000{i}.png")}")]);
+            $"{Path.GetRelativePath(Folder, Path.Combine(sample, "images", $"test_0000{i}.png"))},{Path.Combine(sample, "masks_palette", $"test_0000{i}.png")}")]);
 
         var rows = Rows(_ml.Data.LoadSegmentationPairsFromTextFile(csv));
 
@@ -50,12 +43,12 @@ public sealed class DatasetLayoutTests
     {
         Touch("img", "a.jpg");
         Touch("ann", "a.png");
-        var tsv = Path.Combine(_root, "list.tsv");
+        var tsv = Path.Combine(Folder, "list.tsv");
         File.WriteAllLines(tsv, ["MaskPath\tImagePath", "ann/a.png\timg/a.jpg"]);
 
         var rows = Rows(_ml.Data.LoadSegmentationPairsFromTextFile(tsv, '\t'));
 
-        Assert.AreEqual((Path.Combine(_root, "img", "a.jpg"), Path.Combine(_root, "ann", "a.png")), rows.Single());
+        Assert.AreEqual((Path.Combine(Folder, "img", "a.jpg"), Path.Combine(Folder, "ann", "a.png")), rows.Single());
     }
 
     [TestMethod]
@@ -63,13 +56,13 @@ public sealed class DatasetLayoutTests
     {
         Touch("i", "a.png");
         Touch("m", "a.png");
-        var csv = Path.Combine(_root, "pairs.csv");
+        var csv = Path.Combine(Folder, "pairs.csv");
         File.WriteAllLines(csv, ["i/a.png,m/a.png", "i/b.png,m/a.png", "i/a.png,m/c.png"]);
 
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => _ml.Data.LoadSegmentationPairsFromTextFile(csv, hasHeader: false));
 
-        StringAssert.Contains(e.Message, "line 2: image " + Path.Combine(_root, "i", "b.png"));
-        StringAssert.Contains(e.Message, "line 3: mask " + Path.Combine(_root, "m", "c.png"));
+        StringAssert.Contains(e.Message, "line 2: image " + Path.Combine(Folder, "i", "b.png"));
+        StringAssert.Contains(e.Message, "line 3: mask " + Path.Combine(Folder, "m", "c.png"));
         StringAssert.Contains(e.Message, "2 missing");
     }
 
@@ -84,13 +77,13 @@ public sealed class DatasetLayoutTests
         Touch("masks", "b.png");
         Touch("masks", "city", "c.bmp");
 
-        var rows = Rows(_ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(_root, "images"), Path.Combine(_root, "masks")));
+        var rows = Rows(_ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(Folder, "images"), Path.Combine(Folder, "masks")));
 
         CollectionAssert.AreEqual(new[]
         {
-            (Path.Combine(_root, "images", "a.jpeg"), Path.Combine(_root, "masks", "a.png")),
-            (Path.Combine(_root, "images", "b.jpg"), Path.Combine(_root, "masks", "b.png")),
-            (Path.Combine(_root, "images", "city", "c.png"), Path.Combine(_root, "masks", "city", "c.bmp")),
+            (Path.Combine(Folder, "images", "a.jpeg"), Path.Combine(Folder, "masks", "a.png")),
+            (Path.Combine(Folder, "images", "b.jpg"), Path.Combine(Folder, "masks", "b.png")),
+            (Path.Combine(Folder, "images", "city", "c.png"), Path.Combine(Folder, "masks", "city", "c.bmp")),
         }, rows);
     }
 
@@ -101,9 +94,9 @@ public sealed class DatasetLayoutTests
         Touch("gtFine", "aachen", "aachen_000000_000019_gtFine_labelIds.png");
         Touch("gtFine", "aachen", "aachen_000000_000019_gtFine_color.png");
 
-        var rows = Rows(_ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(_root, "leftImg8bit"), Path.Combine(_root, "gtFine"), "_leftImg8bit", "_gtFine_labelIds"));
+        var rows = Rows(_ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(Folder, "leftImg8bit"), Path.Combine(Folder, "gtFine"), "_leftImg8bit", "_gtFine_labelIds"));
 
-        Assert.AreEqual(Path.Combine(_root, "gtFine", "aachen", "aachen_000000_000019_gtFine_labelIds.png"), rows.Single().Mask);
+        Assert.AreEqual(Path.Combine(Folder, "gtFine", "aachen", "aachen_000000_000019_gtFine_labelIds.png"), rows.Single().Mask);
     }
 
     [TestMethod]
@@ -115,12 +108,12 @@ public sealed class DatasetLayoutTests
         Touch("masks", "orphan.png");
 
         var e = Assert.ThrowsExactly<InvalidDataException>(() =>
-            _ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(_root, "images"), Path.Combine(_root, "masks")));
+            _ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(Folder, "images"), Path.Combine(Folder, "masks")));
 
         StringAssert.Contains(e.Message, "1 image(s) without a mask");
-        StringAssert.Contains(e.Message, Path.Combine(_root, "images", "lonely.jpg"));
+        StringAssert.Contains(e.Message, Path.Combine(Folder, "images", "lonely.jpg"));
         StringAssert.Contains(e.Message, "1 mask(s) without an image");
-        StringAssert.Contains(e.Message, Path.Combine(_root, "masks", "orphan.png"));
+        StringAssert.Contains(e.Message, Path.Combine(Folder, "masks", "orphan.png"));
     }
 
     [TestMethod]
@@ -131,14 +124,14 @@ public sealed class DatasetLayoutTests
         Touch("masks", "a.png");
 
         var e = Assert.ThrowsExactly<InvalidDataException>(() =>
-            _ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(_root, "images"), Path.Combine(_root, "masks")));
+            _ml.Data.LoadSegmentationPairsFromFolders(Path.Combine(Folder, "images"), Path.Combine(Folder, "masks")));
         StringAssert.Contains(e.Message, "'a'");
     }
 
     [TestMethod]
     public void PascalVocSplitReadsTheIdList()
     {
-        var voc = Path.Combine(_root, "VOCdevkit", "VOC2012");
+        var voc = Path.Combine(Folder, "VOCdevkit", "VOC2012");
         foreach (var id in new[] { "2007_000032", "2007_000039", "2007_000063" })
         {
             Touch("VOCdevkit", "VOC2012", "JPEGImages", id + ".jpg");
@@ -155,14 +148,14 @@ public sealed class DatasetLayoutTests
             (Path.Combine(voc, "JPEGImages", "2007_000039.jpg"), Path.Combine(voc, "SegmentationClass", "2007_000039.png")),
             (Path.Combine(voc, "JPEGImages", "2007_000063.jpg"), Path.Combine(voc, "SegmentationClass", "2007_000063.png")),
         }, rows);
-        var devkit = Assert.ThrowsExactly<FileNotFoundException>(() => _ml.Data.LoadSegmentationPairsFromPascalVoc(Path.Combine(_root, "VOCdevkit"), "val"));
+        var devkit = Assert.ThrowsExactly<FileNotFoundException>(() => _ml.Data.LoadSegmentationPairsFromPascalVoc(Path.Combine(Folder, "VOCdevkit"), "val"));
         StringAssert.Contains(devkit.Message, voc);
     }
 
     [TestMethod]
     public void PascalVocReportsIdsWithoutMasks()
     {
-        var voc = Path.Combine(_root, "VOC2012");
+        var voc = Path.Combine(Folder, "VOC2012");
         Touch("VOC2012", "JPEGImages", "x.jpg");
         Directory.CreateDirectory(Path.Combine(voc, "ImageSets", "Segmentation"));
         File.WriteAllLines(Path.Combine(voc, "ImageSets", "Segmentation", "train.txt"), ["x"]);
@@ -174,7 +167,7 @@ public sealed class DatasetLayoutTests
     [TestMethod]
     public void Ade20kPairsImagesWithAnnotations()
     {
-        var ade = Path.Combine(_root, "ADEChallengeData2016");
+        var ade = Path.Combine(Folder, "ADEChallengeData2016");
         Touch("ADEChallengeData2016", "images", "training", "ADE_train_00000001.jpg");
         Touch("ADEChallengeData2016", "annotations", "training", "ADE_train_00000001.png");
         Touch("ADEChallengeData2016", "images", "validation", "ADE_val_00000001.jpg");

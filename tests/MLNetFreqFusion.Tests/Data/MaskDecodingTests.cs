@@ -6,16 +6,8 @@ using SkiaSharp;
 namespace MLNetFreqFusion.Tests.Data;
 
 [TestClass]
-public sealed class MaskDecodingTests
+public sealed class MaskDecodingTests : TempFolderTests
 {
-    string _dir = "";
-
-    [TestInitialize]
-    public void CreateFolder() => _dir = Directory.CreateTempSubdirectory("ff-masks-").FullName;
-
-    [TestCleanup]
-    public void DeleteFolder() => Directory.Delete(_dir, recursive: true);
-
     internal static string SamplePath(params string[] parts) =>
         Path.Combine([AppContext.BaseDirectory, "Data", "digits-seg-sample", .. parts]);
 
@@ -37,7 +29,7 @@ public sealed class MaskDecodingTests
         }
     }
 
-    static byte[] SkiaRgba(string path)
+    internal static byte[] SkiaRgba(string path)
     {
         using var codec = SKCodec.Create(path);
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
@@ -51,7 +43,7 @@ public sealed class MaskDecodingTests
         var values = new byte[6 * 5];
         for (int i = 0; i < values.Length; i++)
             values[i] = (byte)(i * 37 % 256);
-        var path = Path.Combine(_dir, "gray.png");
+        var path = Path.Combine(Folder, "gray.png");
         SkiaSave(path, 6, 5, SKColorType.Gray8, values);
 
         var mask = SegmentationMask.FromFile(path);
@@ -72,7 +64,7 @@ public sealed class MaskDecodingTests
                 values[y * 17 + x] = (byte)(x * 9 + y * 5 + rng.Next(4));
         foreach (var filter in new[] { SKPngEncoderFilterFlags.NoFilters, SKPngEncoderFilterFlags.Sub, SKPngEncoderFilterFlags.Up, SKPngEncoderFilterFlags.Avg, SKPngEncoderFilterFlags.Paeth })
         {
-            var path = Path.Combine(_dir, $"filter-{filter}.png");
+            var path = Path.Combine(Folder, $"filter-{filter}.png");
             SkiaSave(path, 17, 9, SKColorType.Gray8, values, filter);
 
             var samples = PngChunkReader.ReadIndexed(File.ReadAllBytes(path), path);
@@ -89,7 +81,7 @@ public sealed class MaskDecodingTests
         for (int i = 0; i < 256; i++)
             (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]) = ((byte)(255 - i), (byte)(i * 7), (byte)(100 + i / 3));
         var indices = new byte[] { 0, 1, 2, 3, 7, 200, 255, 1, 0, 42, 42, 3 };
-        var path = Path.Combine(_dir, "palette.png");
+        var path = Path.Combine(Folder, "palette.png");
         using (var file = File.Create(path))
             PngWriter.WritePalette(file, 4, 3, indices, palette);
 
@@ -112,7 +104,7 @@ public sealed class MaskDecodingTests
         // A 2-bit palette PNG of 5×2 pixels, built by hand: rows pack four indices per byte.
         ushort[] expected = [0, 1, 2, 3, 1, 3, 2, 1, 0, 2];
         var rows = new byte[] { 0, 0b00_01_10_11, 0b01_000000, 0, 0b11_10_01_00, 0b10_000000 };
-        var path = Path.Combine(_dir, "2bit.png");
+        var path = Path.Combine(Folder, "2bit.png");
         File.WriteAllBytes(path, BuildPng(5, 2, 2, 3, rows, [10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]));
 
         CollectionAssert.AreEqual(expected, SegmentationMask.FromFile(path).Labels);
@@ -131,7 +123,7 @@ public sealed class MaskDecodingTests
         var palette = new byte[3 * 64];
         for (int i = 0; i < 64; i++)
             (palette[3 * i], palette[3 * i + 1], palette[3 * i + 2]) = ((byte)(4 * i), (byte)(255 - 4 * i), (byte)(i * 3));
-        var path = Path.Combine(_dir, "adam7.png");
+        var path = Path.Combine(Folder, "adam7.png");
         File.WriteAllBytes(path, BuildPng(w, h, 8, 3, Adam7Rows(indices, w, h), palette, interlace: 1));
 
         CollectionAssert.AreEqual(indices.Select(v => (ushort)v).ToArray(), SegmentationMask.FromFile(path).Labels);
@@ -144,7 +136,7 @@ public sealed class MaskDecodingTests
     public void SixteenBitGrayscaleKeepsValuesAbove255()
     {
         ushort[] values = [0, 1, 255, 256, 1000, 3000, 40000, 65535];
-        var path = Path.Combine(_dir, "wide.png");
+        var path = Path.Combine(Folder, "wide.png");
         new SegmentationMask(4, 2, values).Save(path);
 
         CollectionAssert.AreEqual(values, SegmentationMask.FromFile(path).Labels);
@@ -157,7 +149,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void SaveWritesEightBitWhenEveryValueFits()
     {
-        var path = Path.Combine(_dir, "small.png");
+        var path = Path.Combine(Folder, "small.png");
         ushort[] values = [0, 5, 255, 3];
         new SegmentationMask(2, 2, values).Save(path);
 
@@ -171,7 +163,7 @@ public sealed class MaskDecodingTests
     public void RgbColourMapGivesClasses()
     {
         var rgba = new byte[] { 128, 0, 0, 255, 0, 128, 0, 255, 0, 0, 0, 255, 128, 0, 0, 255, 0, 128, 0, 255, 64, 64, 64, 255 };
-        var path = Path.Combine(_dir, "camvid.png");
+        var path = Path.Combine(Folder, "camvid.png");
         SkiaSave(path, 3, 2, SKColorType.Rgba8888, rgba);
         var map = new Dictionary<(byte R, byte G, byte B), ushort> { [(128, 0, 0)] = 1, [(0, 128, 0)] = 2, [(0, 0, 0)] = 255, [(64, 64, 64)] = 7 };
 
@@ -184,7 +176,7 @@ public sealed class MaskDecodingTests
     public void UnknownColourNamesFilePixelAndColour()
     {
         var rgba = new byte[] { 128, 0, 0, 255, 128, 0, 0, 255, 128, 0, 0, 255, 128, 0, 0, 255, 12, 34, 56, 255, 128, 0, 0, 255 };
-        var path = Path.Combine(_dir, "odd-colour.png");
+        var path = Path.Combine(Folder, "odd-colour.png");
         SkiaSave(path, 3, 2, SKColorType.Rgba8888, rgba);
         var options = new MaskDecodeOptions { Format = MaskFormat.RgbColorMap, ColorMap = new Dictionary<(byte R, byte G, byte B), ushort> { [(128, 0, 0)] = 1 } };
 
@@ -198,7 +190,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void ColourMaskWithoutMapIsAnErrorNamingTheFile()
     {
-        var path = Path.Combine(_dir, "colour.png");
+        var path = Path.Combine(Folder, "colour.png");
         SkiaSave(path, 2, 1, SKColorType.Rgba8888, [5, 5, 5, 255, 200, 10, 10, 255]);
 
         var e = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromFile(path));
@@ -211,7 +203,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void GrayPixelsInAnRgbFileAreIndices()
     {
-        var path = Path.Combine(_dir, "rgb-gray.png");
+        var path = Path.Combine(Folder, "rgb-gray.png");
         SkiaSave(path, 3, 1, SKColorType.Rgba8888, [0, 0, 0, 255, 4, 4, 4, 255, 255, 255, 255, 255]);
 
         CollectionAssert.AreEqual(new ushort[] { 0, 4, 255 }, SegmentationMask.FromFile(path).Labels);
@@ -220,7 +212,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void PaletteFormatRejectsGrayscaleFiles()
     {
-        var path = Path.Combine(_dir, "g.png");
+        var path = Path.Combine(Folder, "g.png");
         new SegmentationMask(2, 1, [1, 2]).Save(path);
 
         var e = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromFile(path, new MaskDecodeOptions { Format = MaskFormat.Palette }));
@@ -231,7 +223,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void ValueMapTurnsBinary255IntoClassOne()
     {
-        var path = Path.Combine(_dir, "binary.png");
+        var path = Path.Combine(Folder, "binary.png");
         new SegmentationMask(4, 1, [0, 255, 255, 0]).Save(path);
 
         var mask = SegmentationMask.FromFile(path, new MaskDecodeOptions { ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } });
@@ -242,7 +234,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void ReduceZeroLabelFollowsAde20k()
     {
-        var path = Path.Combine(_dir, "ade.png");
+        var path = Path.Combine(Folder, "ade.png");
         new SegmentationMask(5, 1, [0, 1, 2, 150, 255]).Save(path);
 
         var mask = SegmentationMask.FromFile(path, new MaskDecodeOptions { ReduceZeroLabel = true });
@@ -253,7 +245,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void ReduceZeroLabelRefusesToTurnAClassIntoTheIgnoreIndex()
     {
-        var path = Path.Combine(_dir, "ade16.png");
+        var path = Path.Combine(Folder, "ade16.png");
         new SegmentationMask(2, 1, [3, 256]).Save(path);
 
         var e = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromFile(path, new MaskDecodeOptions { ReduceZeroLabel = true }));
@@ -266,7 +258,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void MissingFileIsNamed()
     {
-        var path = Path.Combine(_dir, "nope.png");
+        var path = Path.Combine(Folder, "nope.png");
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => SegmentationMask.FromFile(path));
         StringAssert.Contains(e.Message, path);
     }
@@ -274,7 +266,7 @@ public sealed class MaskDecodingTests
     [TestMethod]
     public void CorruptPngIsNamed()
     {
-        var path = Path.Combine(_dir, "broken.png");
+        var path = Path.Combine(Folder, "broken.png");
         new SegmentationMask(8, 8, new ushort[64]).SaveColorized(path);
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..(bytes.Length - 20)]);

@@ -1,37 +1,20 @@
 using Microsoft.ML.Data;
 using MLNetFreqFusion.Data;
-using SkiaSharp;
 
 namespace MLNetFreqFusion.Tests.Data;
 
 [TestClass]
-public sealed class SegmentationMaskOutputTests
+public sealed class SegmentationMaskOutputTests : TempFolderTests
 {
-    string _dir = "";
-
-    [TestInitialize]
-    public void CreateFolder() => _dir = Directory.CreateTempSubdirectory("ff-mask-out-").FullName;
-
-    [TestCleanup]
-    public void DeleteFolder() => Directory.Delete(_dir, recursive: true);
-
-    static byte[] SkiaRgba(string path)
-    {
-        using var codec = SKCodec.Create(path);
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        Assert.AreEqual(SKCodecResult.Success, codec.GetPixels(info, out byte[] pixels));
-        return pixels;
-    }
-
     [TestMethod]
     public void ColorizedPngKeepsIndicesAndShowsVocColours()
     {
         ushort[] labels = [0, 1, 2, 15, 255, 3];
-        var path = Path.Combine(_dir, "colour.png");
+        var path = Path.Combine(Folder, "colour.png");
         new SegmentationMask(3, 2, labels).SaveColorized(path);
 
         CollectionAssert.AreEqual(labels, SegmentationMask.FromFile(path).Labels, "palette indices are the classes");
-        var rgba = SkiaRgba(path);
+        var rgba = MaskDecodingTests.SkiaRgba(path);
         // VOC: 1 = (128,0,0), 2 = (0,128,0), 3 = (128,128,0), 15 = (192,128,128), 255 = (224,224,192).
         byte[][] expected = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [192, 128, 128], [224, 224, 192], [128, 128, 0]];
         for (int i = 0; i < labels.Length; i++)
@@ -41,18 +24,18 @@ public sealed class SegmentationMaskOutputTests
     [TestMethod]
     public void ColorizedWithCustomPaletteAndWideIndices()
     {
-        var path = Path.Combine(_dir, "custom.png");
+        var path = Path.Combine(Folder, "custom.png");
         new SegmentationMask(2, 1, [0, 1]).SaveColorized(path, [(1, 2, 3), (250, 251, 252)]);
-        CollectionAssert.AreEqual(new byte[] { 1, 2, 3, 255, 250, 251, 252, 255 }, SkiaRgba(path));
+        CollectionAssert.AreEqual(new byte[] { 1, 2, 3, 255, 250, 251, 252, 255 }, MaskDecodingTests.SkiaRgba(path));
 
         var e = Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [0, 5]).SaveColorized(path, [(1, 2, 3)]));
         StringAssert.Contains(e.Message, "class 5");
 
         // Beyond 255 a palette PNG cannot hold the classes, so the colours go to an RGB PNG.
-        var wide = Path.Combine(_dir, "wide.png");
+        var wide = Path.Combine(Folder, "wide.png");
         new SegmentationMask(2, 1, [300, 1]).SaveColorized(wide);
         var (r, g, b) = SegmentationPalette.Voc(300);
-        CollectionAssert.AreEqual(new byte[] { r, g, b, 255, 128, 0, 0, 255 }, SkiaRgba(wide));
+        CollectionAssert.AreEqual(new byte[] { r, g, b, 255, 128, 0, 0, 255 }, MaskDecodingTests.SkiaRgba(wide));
         Assert.AreNotEqual(SegmentationPalette.Voc(300), SegmentationPalette.Voc(300 % 256));
     }
 
@@ -60,12 +43,12 @@ public sealed class SegmentationMaskOutputTests
     public void OverlayBlendsImageAndClassColour()
     {
         using var image = MLImage.CreateFromPixels(2, 1, MLPixelFormat.Bgra32, [10, 20, 200, 255, 0, 0, 0, 255]);
-        var path = Path.Combine(_dir, "overlay.png");
+        var path = Path.Combine(Folder, "overlay.png");
 
         new SegmentationMask(2, 1, [1, 2]).SaveOverlay(image, path, alpha: 0.25f);
 
         // pixel 0: image RGB (200,20,10) with class 1 (128,0,0); pixel 1: black with class 2 (0,128,0).
-        CollectionAssert.AreEqual(new byte[] { 182, 15, 8, 255, 0, 32, 0, 255 }, SkiaRgba(path));
+        CollectionAssert.AreEqual(new byte[] { 182, 15, 8, 255, 0, 32, 0, 255 }, MaskDecodingTests.SkiaRgba(path));
         using var small = MLImage.CreateFromPixels(1, 1, MLPixelFormat.Bgra32, [0, 0, 0, 255]);
         var e = Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [1, 2]).SaveOverlay(small, path));
         StringAssert.Contains(e.Message, "1×1");
@@ -94,7 +77,7 @@ public sealed class SegmentationMaskOutputTests
     [TestMethod]
     public void SaveRefusesNonPngNames()
     {
-        var e = Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(1, 1, [0]).Save(Path.Combine(_dir, "m.jpg")));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(1, 1, [0]).Save(Path.Combine(Folder, "m.jpg")));
         StringAssert.Contains(e.Message, ".png");
     }
 
@@ -111,7 +94,7 @@ public sealed class SegmentationMaskOutputTests
         };
         foreach (var (toFile, toStream) in writes)
         {
-            var path = Path.Combine(_dir, "file.png");
+            var path = Path.Combine(Folder, "file.png");
             toFile(path);
             using var output = new MemoryStream();
             toStream(output);
@@ -126,7 +109,7 @@ public sealed class SegmentationMaskOutputTests
     [TestMethod]
     public void AFailedSaveLeavesNoFileBehind()
     {
-        var path = Path.Combine(_dir, "overlay.png");
+        var path = Path.Combine(Folder, "overlay.png");
         using var small = MLImage.CreateFromPixels(1, 1, MLPixelFormat.Bgra32, [0, 0, 0, 255]);
         Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [1, 2]).SaveOverlay(small, path));
         Assert.ThrowsExactly<ArgumentException>(() => new SegmentationMask(2, 1, [0, 5]).SaveColorized(path, [(1, 2, 3)]));

@@ -1,6 +1,4 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Networks;
 using static TorchSharp.torch;
 

@@ -5,9 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
-using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Tests.MLNet;
 using SemanticSegmentation.WebApi;
 

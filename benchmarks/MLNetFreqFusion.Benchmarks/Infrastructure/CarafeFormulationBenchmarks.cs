@@ -1,0 +1,40 @@
+using BenchmarkDotNet.Attributes;
+
+namespace MLNetFreqFusion.Benchmarks.Infrastructure;
+
+/// <summary>
+/// The harness of the benchmarks that pit the two CARAFE formulations against each other on a forward pass without
+/// autograd and on a forward plus backward pass: the formulation parameter, and each operation's peak-memory probe,
+/// which runs after that operation's timed iterations and before the benchmark releases its tensors.
+/// </summary>
+public abstract class CarafeFormulationBenchmarks
+{
+    /// <summary>The CARAFE formulation under test.</summary>
+    [Params(CarafeFormulation.Lean, CarafeFormulation.Unfold)]
+    public CarafeFormulation Formulation { get; set; }
+
+    /// <summary>The operation without autograd.</summary>
+    public abstract void Forward();
+
+    /// <summary>The operation and its backward pass.</summary>
+    public abstract void ForwardBackward();
+
+    /// <summary>Probes the peak memory of <see cref="Forward"/>, then releases the benchmark's tensors.</summary>
+    [GlobalCleanup(Target = nameof(Forward))]
+    public void CleanupForward()
+    {
+        PeakMemory.Probe(this, nameof(Forward), Forward);
+        Release();
+    }
+
+    /// <summary>Probes the peak memory of <see cref="ForwardBackward"/>, then releases the benchmark's tensors.</summary>
+    [GlobalCleanup(Target = nameof(ForwardBackward))]
+    public void CleanupForwardBackward()
+    {
+        PeakMemory.Probe(this, nameof(ForwardBackward), ForwardBackward);
+        Release();
+    }
+
+    /// <summary>Disposes what [GlobalSetup] created.</summary>
+    protected abstract void Release();
+}
