@@ -154,6 +154,15 @@ public sealed class TransformBatchingTests
     }
 
     [TestMethod]
+    public void APipelineEndingInTheModelBatchesToo()
+    {
+        // A fitted pipeline is a TransformerChain that calls ITransformer.Transform, not the class's own method.
+        ITransformer pipeline = _ml.Transforms.LoadImages("Image", imageFolder: "", inputColumnName: "ImagePath").Fit(_mixedSizes).Append(_segmenter);
+        int calls = CountForwardCalls(() => pipeline.Transform(_mixedSizes).GetColumn<SegmentationMask>("PredictedLabel").ToArray());
+        Assert.AreEqual(4, calls);
+    }
+
+    [TestMethod]
     public void BatchedPredictionsEqualThePredictionEngineRowByRow()
     {
         var batched = ReadAll(_segmenter.Transform(Images()));
