@@ -1,3 +1,4 @@
+using Microsoft.ML.Data;
 using SkiaSharp;
 
 namespace MLNetFreqFusion.Data;
@@ -33,9 +34,7 @@ internal static class MaskDecoder
     internal static SegmentationMask Decode(byte[] file, string path, MaskDecodeOptions? options, IReadOnlyList<string>? classNames)
     {
         options ??= new MaskDecodeOptions();
-        var format = options.Format == MaskFormat.Auto && options.ColorMap is not null ? MaskFormat.RgbColorMap : options.Format;
-        if (format == MaskFormat.RgbColorMap && options.ColorMap is not { Count: > 0 })
-            throw new ArgumentException($"MaskFormat.RgbColorMap needs a non-empty MaskDecodeOptions.ColorMap (colour → class); reading '{path}'.", nameof(options));
+        var format = ResolveFormat(options, path);
 
         PngHeader? png = PngChunkReader.IsPng(file) ? PngChunkReader.ReadHeader(file, path) : null;
         var kind = png switch
@@ -92,6 +91,49 @@ internal static class MaskDecoder
 
         Remap(labels, width, options, path);
         return new SegmentationMask(width, height, labels, classNames) { SourcePath = path };
+    }
+
+    /// <summary>
+    /// A mask that is already decoded into an <see cref="MLImage"/>: gray pixels are class indices, or colours map to
+    /// classes through the colour map. A palette's indices are gone once an image is decoded to colours.
+    /// </summary>
+    internal static SegmentationMask Decode(MLImage image, MaskDecodeOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        options ??= new MaskDecodeOptions();
+        string name = string.IsNullOrEmpty(image.Tag) ? "(MLImage)" : image.Tag;
+        var format = ResolveFormat(options, name);
+        if (format == MaskFormat.Palette)
+            throw new InvalidDataException($"Mask '{name}' is an MLImage, whose pixels are decoded colours: palette indices cannot be recovered from it. " +
+                "Read palette masks from their files (SegmentationMask.FromFile, LoadSegmentationMasks), or map their colours with MaskFormat.RgbColorMap.");
+        if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
+            throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
+        int width = image.Width, height = image.Height, rowBytes = image.Pixels.Length / height;
+        bool bgra = image.PixelFormat == MLPixelFormat.Bgra32;
+        var pixels = image.Pixels;
+        var rgba = new byte[4 * width * height];
+        for (int y = 0; y < height; y++)
+        {
+            for (int x = 0; x < width; x++)
+            {
+                int src = y * rowBytes + 4 * x, dst = 4 * (y * width + x);
+                rgba[dst] = pixels[src + (bgra ? 2 : 0)];
+                rgba[dst + 1] = pixels[src + 1];
+                rgba[dst + 2] = pixels[src + (bgra ? 0 : 2)];
+                rgba[dst + 3] = pixels[src + 3];
+            }
+        }
+        var labels = format == MaskFormat.RgbColorMap ? MapColours(rgba, width, options.ColorMap!, name) : GrayFromColour(rgba, width, name, format);
+        Remap(labels, width, options, name);
+        return new SegmentationMask(width, height, labels) { SourcePath = string.IsNullOrEmpty(image.Tag) ? null : image.Tag };
+    }
+
+    static MaskFormat ResolveFormat(MaskDecodeOptions options, string path)
+    {
+        var format = options.Format == MaskFormat.Auto && options.ColorMap is not null ? MaskFormat.RgbColorMap : options.Format;
+        if (format == MaskFormat.RgbColorMap && options.ColorMap is not { Count: > 0 })
+            throw new ArgumentException($"MaskFormat.RgbColorMap needs a non-empty MaskDecodeOptions.ColorMap (colour → class); reading '{path}'.", nameof(options));
+        return format;
     }
 
     static string Describe(PngHeader? png) => png switch

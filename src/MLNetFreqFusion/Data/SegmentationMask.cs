@@ -50,6 +50,29 @@ public sealed class SegmentationMask
     /// <exception cref="InvalidDataException">The file cannot be read as a mask under <paramref name="options"/>; the message names the file (and pixel).</exception>
     public static SegmentationMask FromFile(string path, MaskDecodeOptions? options = null) => MaskDecoder.Decode(path, options);
 
+    /// <summary>Reads a mask from an encoded image in a stream (an upload, a blob), with the same rules as <see cref="FromFile"/>.</summary>
+    /// <param name="input">A readable stream positioned at the start of the encoded image; it is read to its end and left open.</param>
+    /// <param name="options">How pixel values become class indices; null: <see cref="MaskFormat.Auto"/>.</param>
+    /// <param name="name">What error messages call the mask (a file or upload name). Default "(stream)".</param>
+    /// <exception cref="InvalidDataException">The data cannot be read as a mask under <paramref name="options"/>; the message names the mask (and pixel).</exception>
+    public static SegmentationMask FromStream(Stream input, MaskDecodeOptions? options = null, string name = "(stream)")
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var buffer = new MemoryStream();
+        input.CopyTo(buffer);
+        return MaskDecoder.Decode(buffer.ToArray(), name, options, null);
+    }
+
+    /// <summary>
+    /// Reads a mask from an image that is already decoded: gray pixels are the class indices (<see cref="MaskFormat.Auto"/>
+    /// or <see cref="MaskFormat.Grayscale"/>), or colours map to classes (<see cref="MaskFormat.RgbColorMap"/>). Palette
+    /// indices do not survive decoding to an MLImage, so palette masks are read with <see cref="FromFile"/> instead.
+    /// </summary>
+    /// <param name="image">The decoded mask image (Bgra32 or Rgba32); its <see cref="MLImage.Tag"/> names it in errors.</param>
+    /// <param name="options">How pixel values become class indices; null: <see cref="MaskFormat.Auto"/>.</param>
+    /// <exception cref="InvalidDataException">A pixel is not gray (Auto, Grayscale), has no class in the colour map, or Palette was asked for.</exception>
+    public static SegmentationMask FromMLImage(MLImage image, MaskDecodeOptions? options = null) => MaskDecoder.Decode(image, options);
+
     /// <summary>
     /// Saves the class indices as a PNG whose pixel values are the indices: 8-bit grayscale when every index is below 256,
     /// otherwise 16-bit grayscale. <see cref="FromFile"/> reads it back exactly.

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using Microsoft.ML.Data;
 using MLNetFreqFusion.Data;
 using SkiaSharp;
 
@@ -368,5 +369,45 @@ public sealed class MaskDecodingTests : TempFolderTests
             }
         }
         return rows.ToArray();
+    }
+
+    [TestMethod]
+    public void StreamsDecodeLikeFilesAndStayOpen()
+    {
+        foreach (var folder in new[] { "masks", "masks_palette" })
+        {
+            var path = SamplePath(folder, "test_00000.png");
+            using var stream = File.OpenRead(path);
+            var fromStream = SegmentationMask.FromStream(stream, name: path);
+            Assert.IsTrue(stream.CanRead, "the caller's stream stays open");
+            CollectionAssert.AreEqual(SegmentationMask.FromFile(path).Labels, fromStream.Labels, folder);
+        }
+        using var notAnImage = new MemoryStream(new byte[] { 1, 2, 3, 4 });
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromStream(notAnImage, name: "upload.png"));
+        StringAssert.Contains(e.Message, "upload.png");
+    }
+
+    [TestMethod]
+    public void DecodedImagesGiveTheirGrayValuesOrMappedColours()
+    {
+        ushort[] labels = [0, 1, 2, 3, 255, 1];
+        var gray = new byte[4 * labels.Length];
+        for (int i = 0; i < labels.Length; i++)
+            (gray[4 * i], gray[4 * i + 1], gray[4 * i + 2], gray[4 * i + 3]) = ((byte)labels[i], (byte)labels[i], (byte)labels[i], 255);
+        using (var image = MLImage.CreateFromPixels(3, 2, MLPixelFormat.Rgba32, gray))
+            CollectionAssert.AreEqual(labels, SegmentationMask.FromMLImage(image).Labels);
+
+        // A colourised mask (VOC colours, as ToMLImage draws it) back to classes through a colour map.
+        var mask = new SegmentationMask(3, 2, labels);
+        using var colours = mask.ToMLImage();
+        var map = new[] { 0, 1, 2, 3, 255 }.ToDictionary(c => SegmentationPalette.Voc(c), c => (ushort)c);
+        CollectionAssert.AreEqual(labels, SegmentationMask.FromMLImage(colours, new MaskDecodeOptions { ColorMap = map }).Labels);
+
+        colours.Tag = "mask-42.png";
+        var notGray = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromMLImage(colours));
+        StringAssert.Contains(notGray.Message, "mask-42.png");
+        StringAssert.Contains(notGray.Message, "ColorMap");
+        var palette = Assert.ThrowsExactly<InvalidDataException>(() => SegmentationMask.FromMLImage(colours, new MaskDecodeOptions { Format = MaskFormat.Palette }));
+        StringAssert.Contains(palette.Message, "FromFile");
     }
 }
