@@ -73,7 +73,6 @@ internal sealed class BatchedSegmentationDataView : IDataView
         readonly ValueGetter<MLImage> _getImage;
         readonly bool _wantMask, _wantProbabilities;
         readonly Queue<(long Row, SegmentationPrediction Prediction)> _predicted = new();
-        long _row = -1, _imageRow = -1;
         // The look-ahead row read past the end of a batch because its size differed; it starts the next batch.
         (long Row, Tensor? Rgb)? _carried;
         MLImage _image = null!;
@@ -117,21 +116,15 @@ internal sealed class BatchedSegmentationDataView : IDataView
                 ?? throw _view._host.Except($"Column '{column.Name}' holds {column.Type}; it cannot be read as {typeof(TValue).Name}.");
         }
 
-        public override bool MoveNext()
-        {
-            if (!_rows.MoveNext())
-                return false;
-            _row++;
-            return true;
-        }
+        public override bool MoveNext() => _rows.MoveNext();
 
         SegmentationPrediction Current()
         {
-            _view._host.Check(_row >= 0, "The cursor is before its first row; call MoveNext first.");
-            while (_predicted.Count > 0 && _predicted.Peek().Row < _row)
+            _view._host.Check(_rows.Position >= 0, "The cursor is before its first row; call MoveNext first.");
+            while (_predicted.Count > 0 && _predicted.Peek().Row < _rows.Position)
                 _predicted.Dequeue();
             if (_predicted.Count == 0)
-                PredictBatchFrom(_row);
+                PredictBatchFrom(_rows.Position);
             return _predicted.Peek().Prediction;
         }
 
@@ -152,7 +145,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
                     _carried?.Rgb?.Dispose();
                 _carried = null;
                 // Rows the caller moved past without reading a prediction are skipped, not predicted.
-                while (batch.Count == 0 && _imageRow < first - 1)
+                while (batch.Count == 0 && _images.Position < first - 1)
                 {
                     if (!MoveImages())
                         break;
@@ -164,17 +157,17 @@ internal sealed class BatchedSegmentationDataView : IDataView
                     if (_image is null)
                     {
                         if (batch.Count == 0)
-                            throw NoImage(_imageRow);
-                        _carried = (_imageRow, null); // fails when its row is read, not before
+                            throw NoImage(_images.Position);
+                        _carried = (_images.Position, null); // fails when its row is read, not before
                         break;
                     }
                     var rgb = ImageTensorConverter.ToTensor(_image).unsqueeze(0);
                     if (batch.Count > 0 && (rgb.shape[2] != batch[0].Rgb.shape[2] || rgb.shape[3] != batch[0].Rgb.shape[3]))
                     {
-                        _carried = (_imageRow, rgb.DetachFromDisposeScope());
+                        _carried = (_images.Position, rgb.DetachFromDisposeScope());
                         break;
                     }
-                    batch.Add((_imageRow, rgb));
+                    batch.Add((_images.Position, rgb));
                 }
                 if (batch.Count == 0 || batch[0].Row != first)
                     throw _view._host.Except($"The input data gave a second cursor fewer rows, or other rows, than the first (row {first}). " +
@@ -193,13 +186,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
         Exception NoImage(long row) =>
             _view._host.Except($"Row {row}: the image column '{_view._settings.ImageColumnName}' holds no image.");
 
-        bool MoveImages()
-        {
-            if (!_images.MoveNext())
-                return false;
-            _imageRow++;
-            return true;
-        }
+        bool MoveImages() => _images.MoveNext();
 
         protected override void Dispose(bool disposing)
         {

@@ -34,6 +34,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
     readonly SegmentationModelSettings _settings;
     readonly SegmentationNetwork _network;
     readonly Device _device;
+    readonly SegmentationPredictor _predictor;
     readonly object _gate = new();
 
     internal SemanticSegmentationTransformer(IHostEnvironment env, SegmentationModelSettings settings, SegmentationNetwork network)
@@ -45,6 +46,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         _device = TorchDevice.Resolve(env, null);
         _network.to(_device);
         _network.eval();
+        _predictor = new SegmentationPredictor(_network, _settings, _device);
     }
 
     /// <summary>Number of classes the model predicts.</summary>
@@ -142,7 +144,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
     {
         // TorchSharp modules are not safe to run from several threads at once, so predictions are serialised here.
         lock (_gate)
-            return new SegmentationPredictor(_network, _settings, _device).Predict(rgb, withProbabilities);
+            return _predictor.Predict(rgb, withProbabilities);
     }
 
     /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
