@@ -181,7 +181,7 @@ internal static class DocSnippets
     public static MLNetFreqFusion.Networks.SegmentationNetwork PretrainedNetwork()
     {
         // <snippet:pretrained-network>
-        var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        var network = SegmentationNetwork.Create(new SegmentationArchitecture
         {
             Backbone = SegmentationBackbone.ResNet18ImageNet,
             Decoder = SegmentationDecoder.FreqFusion,

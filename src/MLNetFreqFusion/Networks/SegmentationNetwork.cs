@@ -1,4 +1,3 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using TorchSharp;
@@ -23,22 +22,24 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
     private readonly DecodeHead decode_head;
 
     private readonly int[] _inputStages;
+    private readonly string? _pretrainedWeightsPath;
 
-    internal SegmentationNetwork(Backbone backbone, DecodeHead decodeHead, IReadOnlyList<int> inputStages, SegmentationNetworkOptions options)
+    private SegmentationNetwork(Backbone backbone, DecodeHead decodeHead, SegmentationArchitecture architecture, string? pretrainedWeightsPath)
         : base(nameof(SegmentationNetwork))
     {
         this.backbone = backbone;
         decode_head = decodeHead;
-        _inputStages = inputStages.ToArray();
-        Options = options;
+        _inputStages = architecture.InputStages;
+        _pretrainedWeightsPath = pretrainedWeightsPath;
+        Architecture = architecture;
         RegisterComponents();
     }
 
-    /// <summary>The options the network was built from (a copy; changing it has no effect).</summary>
-    public SegmentationNetworkOptions Options { get; }
+    /// <summary>What the network is made of, its decoder width resolved.</summary>
+    public SegmentationArchitecture Architecture { get; }
 
     /// <summary>Number of classes, the channel count of the logits.</summary>
-    public int NumberOfClasses => Options.NumberOfClasses;
+    public int NumberOfClasses => Architecture.NumberOfClasses;
 
     /// <summary>Channels of the backbone's four feature maps (strides 4, 8, 16, 32).</summary>
     public IReadOnlyList<int> BackboneChannels => backbone.OutChannels;
@@ -51,61 +52,53 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
     internal DecodeHead DecodeHeadModule => decode_head;
 
     /// <summary>
-    /// Builds the network described by <paramref name="options"/>. When <paramref name="loadPretrainedWeights"/> is
-    /// true the backbone receives <see cref="SegmentationNetworkOptions.PretrainedWeightsPath"/> (and
+    /// Builds the network described by <paramref name="architecture"/>. When <paramref name="loadPretrainedWeights"/>
+    /// is true the backbone receives <paramref name="pretrainedWeightsPath"/> (and
     /// <see cref="SegmentationBackbone.ResNet18ImageNet"/> its ONNX weights); pass false to rebuild an architecture whose
-    /// weights are loaded afterwards (for example from a saved model).
+    /// weights are loaded afterwards (for example from a checkpoint).
     /// </summary>
-    /// <param name="options">Backbone, decoder, class count and widths.</param>
-    /// <param name="loadPretrainedWeights">Whether to load the pretrained backbone weights.</param>
-    public static SegmentationNetwork Create(SegmentationNetworkOptions options, bool loadPretrainedWeights = true)
+    /// <param name="architecture">Backbone, decoder, class count and widths.</param>
+    /// <param name="pretrainedWeightsPath">
+    /// Pretrained backbone weights. For <see cref="SegmentationBackbone.ResNet18ImageNet"/>: the ResNet18.onnx of the
+    /// NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 (when null, the copy in the application's build output is
+    /// used, see <see cref="PretrainedModels.FindResNet18Onnx"/>). For every backbone: a PyTorch checkpoint (.pt, .pth,
+    /// .bin, .safetensors) with torchvision ResNet or HuggingFace SegformerModel names. Default null: random
+    /// initialisation (except for ResNet18ImageNet, which always loads its ONNX weights).
+    /// </param>
+    /// <param name="freezeBatchNorm">
+    /// Keep the backbone's batch-norm layers in eval mode while training (running statistics used, not updated; affine
+    /// weights still trained), the usual choice when fine-tuning with small batches. Default false.
+    /// </param>
+    /// <param name="loadPretrainedWeights">Whether to load the pretrained backbone weights. Default true.</param>
+    /// <exception cref="ArgumentException">The architecture breaks a rule; the message names the field.</exception>
+    public static SegmentationNetwork Create(SegmentationArchitecture architecture, string? pretrainedWeightsPath = null,
+        bool freezeBatchNorm = false, bool loadPretrainedWeights = true)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        options = options.Clone();
-        if (options.NumberOfClasses < 1)
-            throw new ArgumentException($"NumberOfClasses must be at least 1, got {options.NumberOfClasses}.", nameof(options));
-        if (options.DecoderChannels is < 1)
-            throw new ArgumentException($"DecoderChannels must be positive, got {options.DecoderChannels}.", nameof(options));
-        if (options.CompressRatio < 1)
-            throw new ArgumentException($"CompressRatio must be at least 1, got {options.CompressRatio}.", nameof(options));
-        if (options.DropoutRatio is < 0 or >= 1 || double.IsNaN(options.DropoutRatio))
-            throw new ArgumentException($"DropoutRatio must be in [0, 1), got {options.DropoutRatio}.", nameof(options));
-
-        var backbone = BackboneFactory.Create(options.Backbone, options.FreezeBatchNorm);
-        int channels = options.DecoderChannels ?? DefaultDecoderChannels(options.Backbone, options.Decoder);
-        var network = Assemble(backbone, options, channels);
+        Check(architecture);
+        var network = Assemble(BackboneFactory.Create(architecture.Backbone, freezeBatchNorm), architecture,
+            architecture.ResolvedDecoderChannels, pretrainedWeightsPath);
         if (loadPretrainedWeights)
             network.LoadPretrainedBackbone();
         return network;
     }
 
     /// <summary>Assembles a network around an existing backbone (tests use tiny backbones this way).</summary>
-    internal static SegmentationNetwork Assemble(Backbone backbone, SegmentationNetworkOptions options, int channels)
+    internal static SegmentationNetwork Assemble(Backbone backbone, SegmentationArchitecture architecture, int channels, string? pretrainedWeightsPath = null)
     {
-        var stages = options.DecoderInputStages ?? [0, 1, 2, 3];
-        if (stages.Length == 0 || stages.Any(s => s is < 0 or > 3) || stages.Zip(stages.Skip(1)).Any(p => p.Second <= p.First))
-            throw new ArgumentException(
-                $"DecoderInputStages must be increasing stage indices in 0..3, got [{string.Join(", ", stages)}].", nameof(options));
-        if (options.Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn && stages.Zip(stages.Skip(1)).Any(p => p.Second != p.First + 1))
-            throw new ArgumentException(
-                $"FreqFusion fuses features whose resolutions differ by exactly 2×, so its DecoderInputStages must be consecutive; got [{string.Join(", ", stages)}].", nameof(options));
-        var inChannels = stages.Select(s => backbone.OutChannels[s]).ToArray();
-        DecodeHead head = options.Decoder switch
-        {
-            SegmentationDecoder.Bilinear => new SegFormerHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.BilinearFpn => FpnHead.Bilinear(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.FreqFusion => new FreqFusionHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
-            SegmentationDecoder.FreqFusionFpn => FpnHead.WithFreqFusion(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Decoder, "Unknown segmentation decoder."),
-        };
-        return new SegmentationNetwork(backbone, head, stages, options);
+        Check(architecture);
+        architecture = architecture with { DecoderChannels = channels, DecoderInputStages = architecture.DecoderInputStages?.ToArray() };
+        var inChannels = architecture.InputStages.Select(s => backbone.OutChannels[s]).ToArray();
+        var head = DecoderFactory.Create(architecture.Decoder, inChannels, channels, architecture.NumberOfClasses,
+            architecture.DropoutRatio, architecture.CompressRatio);
+        return new SegmentationNetwork(backbone, head, architecture, pretrainedWeightsPath);
     }
 
-    /// <summary>SegFormer's decoder widths: 256 for B0/B1, 768 for B2…B5; 256 for ResNets and for the FPN heads.</summary>
-    internal static int DefaultDecoderChannels(SegmentationBackbone backbone, SegmentationDecoder decoder) =>
-        decoder is SegmentationDecoder.FreqFusionFpn or SegmentationDecoder.BilinearFpn
-            ? 256
-            : backbone is >= SegmentationBackbone.MiTB2 and <= SegmentationBackbone.MiTB5 ? 768 : 256;
+    private static void Check(SegmentationArchitecture architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        foreach (var (field, message) in architecture.Problems())
+            throw new ArgumentException(message, $"{nameof(architecture)}.{field}");
+    }
 
     /// <summary>Logits [B,K,H,W] for RGB images [B,3,H,W] in 0..255.</summary>
     /// <param name="rgb">float32 RGB pixels in 0..255, any height and width.</param>
@@ -193,7 +186,7 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
                 name = StripPrefix(StripPrefix(name, "backbone."), "segformer.");
                 keys.TryAdd(name, value);
             }
-            return Checkpoints.Apply(backbone, keys, strict, allowUnexpected: true, $"The checkpoint '{path}' (backbone {Options.Backbone})");
+            return Checkpoints.Apply(backbone, keys, strict, allowUnexpected: true, $"The checkpoint '{path}' (backbone {Architecture.Backbone})");
         }
         finally
         {
@@ -217,8 +210,8 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
 
     private void LoadPretrainedBackbone()
     {
-        var path = Options.PretrainedWeightsPath;
-        if (Options.Backbone == SegmentationBackbone.ResNet18ImageNet)
+        var path = _pretrainedWeightsPath;
+        if (Architecture.Backbone == SegmentationBackbone.ResNet18ImageNet)
         {
             path ??= PretrainedModels.FindResNet18Onnx() ?? throw new InvalidOperationException(
                 "The ResNet18ImageNet backbone needs ResNet18.onnx from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1, " +
@@ -234,7 +227,7 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
             return;
         if (Path.GetExtension(path).Equals(".onnx", StringComparison.OrdinalIgnoreCase))
             throw new NotSupportedException(
-                $"'{path}': ONNX weights are read only for the ResNet18ImageNet backbone; give a PyTorch checkpoint for {Options.Backbone}.");
+                $"'{path}': ONNX weights are read only for the ResNet18ImageNet backbone; give a PyTorch checkpoint for {Architecture.Backbone}.");
         LoadBackboneCheckpoint(path);
     }
 

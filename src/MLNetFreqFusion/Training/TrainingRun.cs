@@ -20,28 +20,26 @@ internal sealed class TrainingRun
 {
     readonly IHost _host;
     readonly IChannel _ch;
-    readonly SemanticSegmentationTrainer.Options _o;
-    readonly SegmentationModelSettings _settings;
+    readonly TrainingSettings _o;
+    readonly SegmentationPredictor _predictor;
     readonly SegmentationNetwork _network;
     readonly Device _device;
     readonly int _rows, _seed;
     readonly SegmentationLoss _loss;
-    readonly AugmentationOptions _augmentation;
     readonly Random _random;
 
-    public TrainingRun(IHost host, IChannel ch, SemanticSegmentationTrainer.Options options, SegmentationModelSettings settings,
+    public TrainingRun(IHost host, IChannel ch, TrainingSettings options, SegmentationPredictor predictor,
         SegmentationNetwork network, Device device, int rows, int seed)
     {
         _host = host;
         _ch = ch;
         _o = options;
-        _settings = settings;
+        _predictor = predictor;
         _network = network;
         _device = device;
         _rows = rows;
         _seed = seed;
         _loss = new SegmentationLoss(options.IgnoreIndex, options.ClassWeights, options.DiceLossWeight);
-        _augmentation = options.Augmentation.WithCrop(options.CropSize);
         _random = new Random(seed);
     }
 
@@ -175,7 +173,7 @@ internal sealed class TrainingRun
             using (image)
             using (var scope = NewDisposeScope())
             {
-                var (augmentedImage, augmentedMask) = SegmentationAugmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask), _augmentation, _o.IgnoreIndex, _random);
+                var (augmentedImage, augmentedMask) = SegmentationAugmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask), _o.Augmentation, _o.IgnoreIndex, _random);
                 images.Add(augmentedImage.MoveToOuterDisposeScope());
                 labels.Add(augmentedMask.MoveToOuterDisposeScope());
             }
@@ -212,23 +210,12 @@ internal sealed class TrainingRun
     /// </summary>
     IEnumerable<(MLImage Image, SegmentationMask Mask)> Shuffled(IDataView input, Random random)
     {
-        var imageColumn = input.Schema[_o.ImageColumnName];
-        var labelColumn = input.Schema[_o.LabelColumnName];
-        using var cursor = input.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
         var pool = new List<(MLImage, SegmentationMask)>(ShufflePoolSize);
-        long row = 0;
-        while (cursor.MoveNext())
+        foreach (var (_, rowImage, mask) in SegmentationRows.ImagesAndMasks(_host, input, _o.ImageColumnName, _o.LabelColumnName))
         {
-            MLImage image = null!;
-            SegmentationMask mask = null!;
-            getImage(ref image);
-            getLabel(ref mask);
-            CheckPair(image, mask, row++);
             // The pool outlives the cursor row the image came from; an image column's getter may dispose or reuse
             // its MLImage when the cursor moves, so the pool keeps its own copy of the pixels.
-            image = MLImage.CreateFromPixels(image.Width, image.Height, image.PixelFormat, image.Pixels);
+            var image = MLImage.CreateFromPixels(rowImage.Width, rowImage.Height, rowImage.PixelFormat, rowImage.Pixels);
             if (pool.Count < ShufflePoolSize)
             {
                 pool.Add((image, mask));
@@ -251,39 +238,11 @@ internal sealed class TrainingRun
 
     const int ShufflePoolSize = 1000;
 
-    void CheckPair(MLImage? image, SegmentationMask? mask, long row)
-    {
-        if (image is null)
-            throw _host.Except($"Row {row} has no image in column '{_o.ImageColumnName}'.");
-        if (mask is null)
-            throw _host.Except($"Row {row} has no mask in column '{_o.LabelColumnName}'.");
-        if (image.Width != mask.Width || image.Height != mask.Height)
-            throw _host.Except($"Row {row}: the mask{(mask.SourcePath is null ? "" : $" '{mask.SourcePath}'")} is {mask.Width}×{mask.Height} " +
-                $"but its image{(string.IsNullOrEmpty(image.Tag) ? "" : $" '{image.Tag}'")} is {image.Width}×{image.Height}; an image and its mask must have the same size. Resize neither " +
-                "with ResizeImages (it filters masks); fix the pair on disk.");
-    }
-
     double Validate(IDataView data)
     {
-        var accumulator = new SegmentationMetricsAccumulator(_settings.NumberOfClasses, _settings.IgnoreIndex, _settings.ClassNames);
-        var predictor = new SegmentationPredictor(_network, _settings, _device);
-        var imageColumn = data.Schema[_o.ImageColumnName];
-        var labelColumn = data.Schema[_o.LabelColumnName];
-        using var cursor = data.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        MLImage image = null!;
-        SegmentationMask label = null!;
-        long row = 0;
-        while (cursor.MoveNext())
-        {
-            _host.CheckAlive();
-            getImage(ref image);
-            getLabel(ref label);
-            CheckPair(image, label, row++);
-            var predicted = predictor.Predict(image);
-            accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
-        }
+        var accumulator = new SegmentationMetricsAccumulator(_o.NumberOfClasses, _o.IgnoreIndex);
+        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName))
+            accumulator.Update(_predictor.Predict(image).Labels, label.Labels, label.Width, label.Height);
         _network.train();
         return accumulator.Compute().MeanIoU;
     }
