@@ -25,7 +25,7 @@ namespace MLNetFreqFusion;
 /// </summary>
 // ITransformer is declared again so that its Transform maps to the batching one below: the base class's
 // Transform is sealed and predicts row by row.
-public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, ITransformer, IDisposable
+public sealed partial class SemanticSegmentationTransformer : RowToRowTransformerBase, ITransformer, IDisposable
 {
     internal const string UserName = "FreqFusion Semantic Segmentation";
     internal const string LoaderSignature = "FFSEGMNT";
@@ -87,53 +87,6 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     internal SegmentationModelSettings Settings => _settings;
 
-    static VersionInfo GetVersionInfo() => new(
-        modelSignature: "FFSEGMNT",
-        // verWrittenCur: 0x00010001, // Initial
-        verWrittenCur: 0x00010002, // Inference batch size
-        verReadableCur: 0x00010002,
-        verWeCanReadBack: 0x00010001,
-        loaderSignature: LoaderSignature,
-        loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
-
-    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
-    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
-    public override void SaveModel(ModelSaveContext ctx)
-    {
-        Host.CheckValue(ctx, nameof(ctx));
-        ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
-
-        // *** Binary format ***
-        // SegmentationModelSettings (see its Write)
-        // stream "TSModel": the network's TorchSharp state dict
-        _settings.Write(ctx.Writer);
-        ctx.SaveBinaryStream(WeightsStream, w => _predictor.WithNetwork(network => network.save(w)));
-    }
-
-    static SemanticSegmentationTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        Contracts.CheckValue(env, nameof(env));
-        var host = env.Register(nameof(SemanticSegmentationTransformer));
-        host.CheckValue(ctx, nameof(ctx));
-        if (ctx.Header.ModelVerReadable > GetVersionInfo().VerWrittenCur)
-            throw host.Except($"This model was saved by a newer MLNetFreqFusion (format 0x{ctx.Header.ModelVerReadable:X8}); this one reads " +
-                $"up to 0x{GetVersionInfo().VerWrittenCur:X8}. Update the MLNetFreqFusion package to load it.");
-        ctx.CheckAtModel(GetVersionInfo());
-
-        // *** Binary format ***
-        // SegmentationModelSettings (see its Write)
-        // stream "TSModel": the network's TorchSharp state dict
-        var settings = SegmentationModelSettings.Read(ctx.Reader, host, hasInferenceBatchSize: ctx.Header.ModelVerWritten >= 0x00010002);
-        var network = SegmentationNetwork.Create(settings.Architecture, loadPretrainedWeights: false);
-        bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r => network.load(r, strict: true));
-        host.CheckDecode(loaded, "the model has no network weights (stream TSModel)");
-        return new SemanticSegmentationTransformer(env, settings, network);
-    }
-
-    static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
-        => Create(env, ctx).MakeRowMapper(inputSchema);
-
     /// <summary>
     /// Adds the predicted-mask column (and the probabilities column when the model has one) to <paramref name="input"/>.
     /// Lazy, as every ML.NET transform: rows are predicted while a cursor reads them, consecutive rows of one image
@@ -180,57 +133,4 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     /// <summary>Releases the network's native memory.</summary>
     public void Dispose() => _network.Dispose();
-
-    sealed class Mapper : MapperBase
-    {
-        readonly SemanticSegmentationTransformer _owner;
-        readonly int _imageColumn;
-
-        public Mapper(SemanticSegmentationTransformer parent, DataViewSchema inputSchema)
-            : base(parent.Host.Register(nameof(Mapper)), inputSchema, parent)
-        {
-            _owner = parent;
-            var name = parent._settings.ImageColumnName;
-            SchemaChecks.CheckImageColumn(Host, SchemaShape.Create(inputSchema), name);
-            _imageColumn = inputSchema[name].Index;
-        }
-
-        public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore() =>
-            RowPrediction.OutputColumns(_owner._settings.PredictedLabelColumnName, _owner._settings.ProbabilitiesColumnName)
-                .Select(c => new DataViewSchema.DetachedColumn(c.Name, c.Type)).ToArray();
-
-        public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
-            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
-
-        public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
-
-        /// <summary>Both output columns come from one prediction per row, so the getters share it.</summary>
-        public override Delegate[] CreateGetters(DataViewRow input, Func<int, bool> activeOutput, out Action disposer)
-        {
-            disposer = () => { };
-            var getters = new Delegate[OutputColumnCount];
-            bool wantMask = activeOutput(0), wantProbabilities = OutputColumnCount > 1 && activeOutput(1);
-            if (!wantMask && !wantProbabilities)
-                return getters;
-            var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
-            MLImage image = null!;
-            var prediction = new RowPrediction(input, position =>
-            {
-                getImage(ref image);
-                if (image is null)
-                    throw RowPrediction.NoImage(Host, _owner._settings.ImageColumnName, position);
-                using var scope = NewDisposeScope();
-                return _owner._predictor.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities)[0];
-            });
-            for (int i = 0; i < getters.Length; i++)
-                if (activeOutput(i))
-                    getters[i] = prediction.Getter(i);
-            return getters;
-        }
-
-        int OutputColumnCount => _owner._settings.ProbabilitiesColumnName is null ? 1 : 2;
-
-        public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
-            => throw Contracts.ExceptNotSupp("CreateGetters makes every getter of this mapper.");
-    }
 }
