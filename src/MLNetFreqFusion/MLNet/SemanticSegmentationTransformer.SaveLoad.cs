@@ -1,10 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
-using MLNetFreqFusion.Data;
-using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
-using static TorchSharp.torch;
 
 namespace MLNetFreqFusion;
 
