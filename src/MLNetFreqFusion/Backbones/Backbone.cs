@@ -12,6 +12,7 @@ internal abstract class Backbone : Module<Tensor, Tensor[]>
 {
     protected Backbone(string name, bool freezeBatchNorm) : base(name)
     {
+        Native.LibTorchRuntime.EnsureConfigured();
         FreezeBatchNorm = freezeBatchNorm;
     }
 

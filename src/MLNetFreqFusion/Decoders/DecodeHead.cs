@@ -17,6 +17,7 @@ internal abstract class DecodeHead : Module<Tensor[], Tensor>
 
     protected DecodeHead(string name) : base(name)
     {
+        Native.LibTorchRuntime.EnsureConfigured();
     }
 
     /// <summary>Width of the fused feature map that feeds the classifier.</summary>

@@ -37,6 +37,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     /// <exception cref="ArgumentException">An option is out of range or a combination the reference cannot run.</exception>
     public FreqFusion(FreqFusionOptions options) : base(nameof(FreqFusion))
     {
+        Native.LibTorchRuntime.EnsureConfigured();
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options.Clone();

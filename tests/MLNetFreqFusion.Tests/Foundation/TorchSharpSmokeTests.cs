@@ -42,4 +42,20 @@ public sealed class TorchSharpSmokeTests
         Assert.IsTrue(sampled.allclose(x, atol: 1e-4));
         Assert.AreEqual(36f, matmul(ones(1, 6), full(6, 1, 6f)).item<float>());
     }
+
+    /// <summary>
+    /// oneDNN's convolutions return non-finite values at random on AVX-512 hosts (docs/decisions.md); every network of
+    /// the library switches them off when it is built. Without the switch the learning test in Networks/TrainingTests
+    /// sees a NaN loss within its first steps on such a host.
+    /// </summary>
+    [TestMethod]
+    public void BuildingANetworkSwitchesOneDnnConvolutionsOff()
+    {
+        using var scope = NewDisposeScope();
+        using var network = Networks.NetworkTestUtilities.TinyResNetNetwork(SegmentationDecoder.FreqFusion, classes: 3);
+        if (OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+            Assert.AreEqual(false, MLNetFreqFusion.Native.LibTorchRuntime.OneDnnEnabled);
+        else
+            Assert.IsNull(MLNetFreqFusion.Native.LibTorchRuntime.OneDnnEnabled, "elsewhere the switch is not reached, and says so");
+    }
 }
