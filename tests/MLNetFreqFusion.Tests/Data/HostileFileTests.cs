@@ -182,4 +182,39 @@ public sealed class HostileFileTests : TempFolderTests
 
         StringAssert.Contains(e.Message, "notes.png");
     }
+
+    sealed class ImageRow
+    {
+        public string ImagePath { get; set; } = "";
+    }
+
+    /// <summary>LoadImages itself: a cut file gives black rows, garbage fails without a name; the check names both.</summary>
+    [TestMethod]
+    public void ImageSourceCheckNamesTheFileAndRowOfImagesLoadImagesAccepts()
+    {
+        var whole = NoisyPng(64, 64, 4);
+        Write("good.png", whole);
+        Write("cut.png", whole[..(whole.Length / 2)]);
+        Write("garbage.png", "GIF89a but not really"u8.ToArray());
+        var ml = new MLContext(1);
+        var rows = ml.Data.LoadFromEnumerable(new[] { "good.png", "cut.png", "garbage.png" }.Select(p => new ImageRow { ImagePath = p }));
+        var images = ml.Transforms.LoadImages("Image", Folder, "ImagePath").Fit(rows).Transform(rows);
+        using var cursor = images.GetRowCursor(images.Schema);
+        var getter = cursor.GetGetter<MLImage>(images.Schema["Image"]);
+        var check = new ImageSourceCheck();
+        MLImage image = null!;
+
+        Assert.IsTrue(cursor.MoveNext());
+        check.Read(getter, ref image, 0, "Image");
+        Assert.IsTrue(cursor.MoveNext());
+        var cut = Assert.ThrowsExactly<InvalidDataException>(() => check.Read(getter, ref image, 1, "Image"));
+        Assert.IsTrue(cursor.MoveNext());
+        var garbage = Assert.ThrowsExactly<InvalidDataException>(() => check.Read(getter, ref image, 2, "Image"));
+
+        StringAssert.Contains(cut.Message, Path.Combine(Folder, "cut.png"));
+        StringAssert.Contains(cut.Message, "Row 1");
+        StringAssert.Contains(cut.Message, "truncated");
+        StringAssert.Contains(garbage.Message, "Row 2");
+        StringAssert.Contains(garbage.Message, "'Image'");
+    }
 }
