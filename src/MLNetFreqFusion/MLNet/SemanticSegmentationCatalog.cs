@@ -57,6 +57,7 @@ public sealed class SemanticSegmentationCatalog
     /// <param name="ignoreIndex">Label value left out of every metric. Default 255.</param>
     /// <param name="boundaryDilationRatio">Boundary IoU band width as a fraction of the image diagonal. Default 0.02.</param>
     /// <returns>The metrics, as fractions in [0, 1].</returns>
+    /// <exception cref="InvalidOperationException">The data has no rows, or every label pixel is the ignore index (nothing to measure).</exception>
     public SemanticSegmentationMetrics Evaluate(IDataView data, string labelColumnName = "Label", string predictedLabelColumnName = "PredictedLabel",
         int? numberOfClasses = null, int ignoreIndex = 255, double boundaryDilationRatio = 0.02)
     {
@@ -95,7 +96,13 @@ public sealed class SemanticSegmentationCatalog
         }
         if (accumulator is null)
             throw host.Except("The data to evaluate has no rows.");
-        return accumulator.Compute();
+        var metrics = accumulator.Compute();
+        // Pixel accuracy is NaN exactly when no label pixel counted: every metric is then NaN, which says nothing.
+        if (double.IsNaN(metrics.PixelAccuracy))
+            throw host.Except($"Every label pixel of the {row} row(s) in column '{labelColumnName}' is {ignoreIndex}, the ignore index, so there is " +
+                "nothing to measure and every metric would be NaN. Check that the column holds the masks you meant (LoadSegmentationMasks " +
+                "options ValueMap, ReduceZeroLabel, IgnoreIndex) and that Evaluate's ignoreIndex is the one the masks use.");
+        return metrics;
     }
 }
 

@@ -16,7 +16,7 @@ internal static class LabelScan
         var getter = cursor.GetGetter<SegmentationMask>(column);
         SegmentationMask mask = null!;
         int rows = 0;
-        long classPixels = 0, ignorePixels = 0;
+        long classPixels = 0, ignorePixels = 0, labelledPixels = 0;
         while (cursor.MoveNext())
         {
             getter(ref mask);
@@ -25,13 +25,20 @@ internal static class LabelScan
             foreach (var value in mask.Labels)
             {
                 if (value == o.IgnoreIndex) { ignorePixels++; continue; }
-                if (value < o.NumberOfClasses) { if (value > 0) classPixels++; continue; }
+                if (value < o.NumberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
                 throw ectx.Except(BadValueMessage(rows, mask, value, o));
             }
             rows++;
         }
         if (rows == 0)
             throw ectx.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
+        if (labelledPixels == 0)
+            throw ectx.Except($"Every pixel of the {what} is {o.IgnoreIndex}, the ignore index: there is nothing to learn from. " +
+                (o.IgnoreIndex == 255
+                    ? "If 255 marks a class (masks saved as 0/255 for background/foreground, or 255 as a class value), map it with " +
+                      "LoadSegmentationMasks(..., options: new MaskDecodeOptions { ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }); "
+                    : "") +
+                "otherwise check the label column (LoadSegmentationMasks options ReduceZeroLabel, ValueMap, IgnoreIndex).");
         if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
             throw ectx.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +

@@ -1,0 +1,52 @@
+using Microsoft.ML;
+using MLNetFreqFusion.Backbones;
+
+namespace MLNetFreqFusion.Tests.MLNet;
+
+/// <summary>Data sets that cannot be learned from or measured: a clear message, never NaN or a wrong hint.</summary>
+[TestClass]
+public sealed class HostileDataTests : TempFolderTests
+{
+    /// <summary>One digits-seg image with a mask of the given labels, through LoadImages and LoadSegmentationMasks.</summary>
+    (MLContext Ml, IDataView Data) OnePair(ushort fill)
+    {
+        var labels = Enumerable.Repeat(fill, 84 * 64).ToArray();
+        new SegmentationMask(84, 64, labels).Save(Path.Combine(Folder, "mask.png"));
+        File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(Folder, "image.png"));
+        File.WriteAllLines(Path.Combine(Folder, "pairs.csv"), ["ImagePath,MaskPath", "image.png,mask.png"]);
+        var ml = new MLContext(1);
+        var rows = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(Folder, "pairs.csv"), separatorChar: ',', hasHeader: true);
+        var data = ml.Transforms.LoadImages("Image", Folder, "ImagePath")
+            .Append(ml.Transforms.LoadSegmentationMasks("Label", Folder, "MaskPath"))
+            .Append(ml.Transforms.LoadSegmentationMasks("PredictedLabel", Folder, "MaskPath"))
+            .Fit(rows).Transform(rows);
+        return (ml, data);
+    }
+
+    [TestMethod]
+    public void EvaluatingLabelsThatAreAllTheIgnoreIndexSaysSoInsteadOfReturningNaN()
+    {
+        var (ml, data) = OnePair(255);
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Evaluate(data, numberOfClasses: 11));
+
+        StringAssert.Contains(e.Message, "is 255, the ignore index");
+        StringAssert.Contains(e.Message, "NaN");
+    }
+
+    [TestMethod]
+    public void TrainingOnLabelsThatAreAllTheIgnoreIndexDoesNotBlameClass0()
+    {
+        var (ml, data) = OnePair(255);
+        var options = new SemanticSegmentationTrainer.Options
+        {
+            NumberOfClasses = 2, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.Bilinear,
+            DecoderChannels = 16, CropSize = 64, BatchSize = 1, MaxEpochs = 1, WarmupSteps = 0,
+        };
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(options).Fit(data));
+
+        StringAssert.Contains(e.Message, "Every pixel of the training data is 255, the ignore index");
+        Assert.IsFalse(e.Message.Contains("class 0", StringComparison.Ordinal), e.Message);
+    }
+}
