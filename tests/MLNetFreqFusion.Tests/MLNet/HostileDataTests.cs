@@ -49,4 +49,23 @@ public sealed class HostileDataTests : TempFolderTests
         StringAssert.Contains(e.Message, "Every pixel of the training data is 255, the ignore index");
         Assert.IsFalse(e.Message.Contains("class 0", StringComparison.Ordinal), e.Message);
     }
+
+    /// <summary>What docs/training.md says about cancellation: the context stays cancelled; a new one works.</summary>
+    [TestMethod]
+    public void AfterCancelExecutionTheContextStaysCancelledAndANewOneWorks()
+    {
+        var (ml, data) = OnePair(1);
+        var options = new SemanticSegmentationTrainer.Options
+        {
+            NumberOfClasses = 2, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.Bilinear,
+            DecoderChannels = 16, CropSize = 64, BatchSize = 1, MaxEpochs = 1, WarmupSteps = 0,
+        };
+
+        ml.CancelExecution();
+
+        Assert.Throws<OperationCanceledException>(() => ml.SemanticSegmentation().Evaluate(data, numberOfClasses: 11));
+        Assert.Throws<OperationCanceledException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(options).Fit(data));
+        var fresh = new MLContext(1);
+        Assert.AreEqual(1.0, fresh.SemanticSegmentation().Evaluate(data, numberOfClasses: 11).PixelAccuracy);
+    }
 }
