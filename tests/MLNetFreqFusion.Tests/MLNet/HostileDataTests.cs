@@ -68,4 +68,49 @@ public sealed class HostileDataTests : TempFolderTests
         var fresh = new MLContext(1);
         Assert.AreEqual(1.0, fresh.SemanticSegmentation().Evaluate(data, numberOfClasses: 11).PixelAccuracy);
     }
+
+    static SemanticSegmentationTrainer.Options Tiny() => new()
+    {
+        NumberOfClasses = 3, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.Bilinear,
+        DecoderChannels = 16, CropSize = 64, BatchSize = 1, MaxEpochs = 1, WarmupSteps = 0,
+    };
+
+    /// <summary>Values that used to pass and fail at Fit, fail with NullReferenceException, or blame the learning rate later.</summary>
+    [TestMethod]
+    [DataRow("LearningRate", DisplayName = "LearningRate = +∞")]
+    [DataRow("PolyPower", DisplayName = "PolyPower = NaN")]
+    [DataRow("PolyPower-negative", DisplayName = "PolyPower = -1")]
+    [DataRow("ClassWeights", DisplayName = "ClassWeights negative")]
+    [DataRow("ClassWeights-nan", DisplayName = "ClassWeights NaN")]
+    [DataRow("ClassWeights-zero", DisplayName = "ClassWeights all zero")]
+    [DataRow("Augmentation", DisplayName = "Augmentation = null")]
+    [DataRow("ClassNames", DisplayName = "ClassNames with a null")]
+    [DataRow("Backbone", DisplayName = "Backbone outside the enum")]
+    [DataRow("Decoder", DisplayName = "Decoder outside the enum")]
+    [DataRow("DecoderChannels", DisplayName = "DecoderChannels = 0")]
+    [DataRow("DecoderInputStages", DisplayName = "DecoderInputStages out of range")]
+    public void HostileOptionsAreRejectedWhenTheTrainerIsCreated(string option)
+    {
+        var o = Tiny();
+        switch (option)
+        {
+            case "LearningRate": o.LearningRate = double.PositiveInfinity; break;
+            case "PolyPower": o.PolyPower = double.NaN; break;
+            case "PolyPower-negative": o.PolyPower = -1; break;
+            case "ClassWeights": o.ClassWeights = [1, -1, 1]; break;
+            case "ClassWeights-nan": o.ClassWeights = [1, float.NaN, 1]; break;
+            case "ClassWeights-zero": o.ClassWeights = [0, 0, 0]; break;
+            case "Augmentation": o.Augmentation = null!; break;
+            case "ClassNames": o.ClassNames = ["background", null!, "dog"]; break;
+            case "Backbone": o.Backbone = (SegmentationBackbone)99; break;
+            case "Decoder": o.Decoder = (SegmentationDecoder)99; break;
+            case "DecoderChannels": o.DecoderChannels = 0; break;
+            case "DecoderInputStages": o.DecoderInputStages = [0, 5]; break;
+        }
+        var ml = new MLContext(1);
+
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(o));
+
+        StringAssert.Contains(e.Message, option.Split('-')[0]);
+    }
 }
