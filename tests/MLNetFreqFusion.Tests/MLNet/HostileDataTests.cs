@@ -113,4 +113,28 @@ public sealed class HostileDataTests : TempFolderTests
 
         StringAssert.Contains(e.Message, option.Split('-')[0]);
     }
+
+    /// <summary>
+    /// A learning rate of 1e6 with the FreqFusion head: on the old code a SIGSEGV in libtorch's grid_sample backward, or
+    /// with the bilinear head a model whose every probability is NaN. Now a clear error and no model.
+    /// </summary>
+    [TestMethod]
+    [DataRow(SegmentationDecoder.FreqFusion)]
+    [DataRow(SegmentationDecoder.Bilinear)]
+    public void TrainingThatDivergesStopsWithAClearErrorAndReturnsNoModel(SegmentationDecoder decoder)
+    {
+        var ml = new MLContext(1);
+        var data = DigitsSeg.Inputs(ml).Fit(DigitsSeg.Load(ml, "train", take: 4)).Transform(DigitsSeg.Load(ml, "train", take: 4));
+        var o = Tiny();
+        o.NumberOfClasses = 11;
+        o.Decoder = decoder;
+        o.LearningRate = 1e6;
+        o.MaxEpochs = 3;
+        o.BatchSize = 2;
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(o).Fit(data));
+
+        StringAssert.Contains(e.Message, "Training diverged");
+        StringAssert.Contains(e.Message, "LearningRate");
+    }
 }
