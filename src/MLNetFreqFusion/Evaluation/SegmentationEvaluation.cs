@@ -50,11 +50,12 @@ internal static class SegmentationEvaluation
         int numberOfClasses, int ignoreIndex, Func<MLImage, Tensor> decoderFeatures)
     {
         var analyzer = new FeatureConsistencyAnalyzer(numberOfClasses, ignoreIndex);
+        var images = new ImageSourceCheck();
         // Class centres need every image before any similarity, so the images pass through the network twice
         // rather than keeping all feature maps in memory.
         foreach (var pass in new Action<Tensor, IReadOnlyList<SegmentationMask>>[] { analyzer.AddToClassCentres, analyzer.AddToSimilarities })
         {
-            foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(host, data, imageColumnName, labelColumnName))
+            foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(host, data, imageColumnName, labelColumnName, images))
             {
                 using var scope = NewDisposeScope();
                 using var _ = no_grad();

@@ -27,6 +27,7 @@ internal sealed partial class TrainingRun
     readonly int _rows, _seed;
     readonly SegmentationLoss _loss;
     readonly Random _random;
+    readonly ImageSourceCheck _imageCheck = new();
 
     public TrainingRun(IHost host, IChannel ch, TrainingSettings options, SegmentationPredictor predictor,
         SegmentationNetwork network, Device device, int rows, int seed)
@@ -178,7 +179,7 @@ internal sealed partial class TrainingRun
     double Validate(IDataView data)
     {
         var accumulator = new SegmentationMetricsAccumulator(_o.NumberOfClasses, _o.IgnoreIndex);
-        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName))
+        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName, _imageCheck))
             accumulator.Update(_predictor.Predict(image).Labels, label.Labels, label.Width, label.Height);
         _network.train();
         return accumulator.Compute().MeanIoU;

@@ -137,4 +137,21 @@ public sealed class HostileDataTests : TempFolderTests
         StringAssert.Contains(e.Message, "Training diverged");
         StringAssert.Contains(e.Message, "LearningRate");
     }
+
+    /// <summary>A PNG cut short: LoadImages hands it over with black rows; Fit names the row and file (Transform uses the same check).</summary>
+    [TestMethod]
+    public void ATruncatedImageFailsFitNamingTheFileAndRow()
+    {
+        var (ml, data) = OnePair(1);
+        var image = Path.Combine(Folder, "image.png");
+        var bytes = File.ReadAllBytes(image);
+        File.WriteAllBytes(image, bytes[..(bytes.Length * 2 / 3)]);
+        var o = Tiny();
+
+        var fit = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(o).Fit(data));
+
+        StringAssert.Contains(fit.Message, image);
+        StringAssert.Contains(fit.Message, "Row 0");
+        StringAssert.Contains(fit.Message, "truncated");
+    }
 }
