@@ -154,4 +154,38 @@ public sealed class HostileDataTests : TempFolderTests
         StringAssert.Contains(fit.Message, "Row 0");
         StringAssert.Contains(fit.Message, "truncated");
     }
+
+    /// <summary>Three flipped bits in the weights inside model.zip: .NET does not check the zip CRC; the model's checksum does.</summary>
+    [TestMethod]
+    public void AModelWhoseWeightsWereDamagedFailsToLoadWithAClearMessage()
+    {
+        var (ml, data) = OnePair(1);
+        var o = Tiny();
+        using var model = ml.SemanticSegmentation().Trainers.FreqFusion(o).Fit(data);
+        var path = Path.Combine(Folder, "model.zip");
+        ml.Model.Save(model, null, path);
+        Assert.IsNotNull(new MLContext(1).Model.Load(path, out _), "the intact model loads");
+        using (var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Update))
+        {
+            var entry = zip.Entries.Single(e => e.FullName.EndsWith("TSModel", StringComparison.Ordinal));
+            byte[] bytes;
+            using (var read = entry.Open())
+            using (var copy = new MemoryStream())
+            {
+                read.CopyTo(copy);
+                bytes = copy.ToArray();
+            }
+            foreach (int at in new[] { bytes.Length / 3, bytes.Length / 2, bytes.Length * 2 / 3 })
+                bytes[at] ^= 0x04;
+            var name = entry.FullName;
+            entry.Delete();
+            using var write = zip.CreateEntry(name).Open();
+            write.Write(bytes);
+        }
+
+        var e = Assert.Throws<Exception>(() => new MLContext(1).Model.Load(path, out _));
+
+        var message = e is System.Reflection.TargetInvocationException { InnerException: { } inner } ? inner.ToString() : e.ToString();
+        StringAssert.Contains(message, "do not match the checksum");
+    }
 }
