@@ -85,7 +85,18 @@ public partial class SegmentationModel
         var segmenter = (SemanticSegmentationTransformer)((IEnumerable<ITransformer>)model).Last();
         // The segmenter alone takes an MLImage column "Image", as in ModelInput. ML.NET can only record input schemas
         // of saveable columns (images are not), so none is recorded: inputSchema null.
-        mlContext.Model.Save(segmenter, inputSchema: null, outputModelPath);
+        // Model.Save truncates its file first: written to a temporary file and moved into place, a save that fails (a
+        // full disk, an exception) never destroys the model saved before.
+        string temporary = outputModelPath + ".partial";
+        try
+        {
+            mlContext.Model.Save(segmenter, inputSchema: null, temporary);
+            File.Move(temporary, outputModelPath, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
         // </snippet:save-segmenter>
         return segmenter;
     }

@@ -30,7 +30,10 @@ public sealed class SegmentationService : IDisposable
 {
     readonly ITransformer _model;
     readonly PredictionEngine<ModelInput, ModelOutput> _engine;
-    readonly object _engineGate = new();
+    // One prediction at a time (see the constructor); a semaphore rather than a lock so that a waiting request can give
+    // up its turn when its client disconnects.
+    readonly SemaphoreSlim _engineGate = new(1, 1);
+    long _predictions;
 
     /// <summary>Loads the model zip and creates the prediction engine.</summary>
     /// <exception cref="SegmentationStartupException">The file is missing, is not an ML.NET model, or holds no segmentation model.</exception>
@@ -42,14 +45,19 @@ public sealed class SegmentationService : IDisposable
                 $"Model file '{ModelPath}' does not exist. Train one first (samples/SemanticSegmentation.ConsoleApp writes model.zip) " +
                 "and pass its path with --model path/to/model.zip.");
         var ml = new MLContext();
-        DataViewSchema modelInput;
+        DataViewSchema? modelInput;
         try
         {
             _model = ml.Model.Load(ModelPath, out modelInput);
         }
         catch (Exception e)
         {
-            throw new SegmentationStartupException($"Model file '{ModelPath}' could not be loaded as an ML.NET model: {e.Message}", e);
+            // Damaged weights surface from ML.NET's loader (called by reflection) as "Exception has been thrown by the
+            // target of an invocation"; the message that says what is wrong is the innermost one.
+            var cause = e;
+            while (cause is System.Reflection.TargetInvocationException { InnerException: { } inner })
+                cause = inner;
+            throw new SegmentationStartupException($"Model file '{ModelPath}' could not be loaded as an ML.NET model: {cause.Message}", cause);
         }
 
         // A trained pipeline starts with the transforms that read files (LoadImages, LoadSegmentationMasks); a request
@@ -99,17 +107,54 @@ public sealed class SegmentationService : IDisposable
     /// <summary>The segmentation model at the end of the loaded pipeline.</summary>
     public SemanticSegmentationTransformer Segmenter { get; }
 
+    /// <summary>Number of images segmented since the service started (the warm-up image included).</summary>
+    public long Predictions => Interlocked.Read(ref _predictions);
+
     /// <summary>Segments one image; safe to call from many threads at once (calls run one after another).</summary>
     public SegmentationMask Predict(MLImage image)
     {
-        lock (_engineGate)
-            return _engine.Predict(new ModelInput { Image = image }).PredictedLabel;
+        _engineGate.Wait();
+        try
+        {
+            return PredictLocked(image);
+        }
+        finally
+        {
+            _engineGate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Segments one image after the predictions ahead of it; a request whose <paramref name="cancellation"/> fires while
+    /// it waits (its client disconnected) leaves the queue without running the network.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> fired before the prediction started.</exception>
+    public async Task<SegmentationMask> PredictAsync(MLImage image, CancellationToken cancellation)
+    {
+        await _engineGate.WaitAsync(cancellation);
+        try
+        {
+            cancellation.ThrowIfCancellationRequested();
+            return PredictLocked(image);
+        }
+        finally
+        {
+            _engineGate.Release();
+        }
+    }
+
+    SegmentationMask PredictLocked(MLImage image)
+    {
+        var mask = _engine.Predict(new ModelInput { Image = image }).PredictedLabel;
+        Interlocked.Increment(ref _predictions);
+        return mask;
     }
 
     /// <summary>Releases the engine and the network's native memory.</summary>
     public void Dispose()
     {
         _engine.Dispose();
+        _engineGate.Dispose();
         // A loaded TransformerChain disposes its transformers, the segmenter among them.
         if (_model is IDisposable model)
             model.Dispose();
@@ -125,16 +170,19 @@ public sealed class SegmentationService : IDisposable
     };
 
     /// <summary>
-    /// The segmenter's image column (an image column entering it in the saved pipeline, "Image" when it was saved alone)
-    /// and its mask column (the SegmentationMask column it adds), so models trained with other column names work too.
+    /// The segmenter's image column (an image column entering it in the saved pipeline; "Image" when it was saved alone
+    /// or without its input schema, as <c>ml.Model.Save(model, inputSchema: null, path)</c> in the console sample and the
+    /// docs does) and its mask column (the SegmentationMask column it adds), so models trained with other column names
+    /// work too.
     /// </summary>
-    static (string Image, string Mask) ColumnNames(ITransformer model, DataViewSchema modelInput, SemanticSegmentationTransformer segmenter)
+    static (string Image, string Mask) ColumnNames(ITransformer model, DataViewSchema? modelInput, SemanticSegmentationTransformer segmenter)
     {
         var schema = modelInput;
-        if (model is IEnumerable<ITransformer> chain && chain.Contains(segmenter))
+        if (schema is not null && model is IEnumerable<ITransformer> chain && chain.Contains(segmenter))
             foreach (var transformer in chain.TakeWhile(t => !ReferenceEquals(t, segmenter)))
                 schema = transformer.GetOutputSchema(schema);
-        var candidates = schema.Where(c => !c.IsHidden && c.Type is ImageDataViewType).Select(c => c.Name).Reverse().Append("Image").Distinct();
+        var candidates = (schema ?? Enumerable.Empty<DataViewSchema.Column>())
+            .Where(c => !c.IsHidden && c.Type is ImageDataViewType).Select(c => c.Name).Reverse().Append("Image").Distinct();
         var problems = new List<string>();
         foreach (var image in candidates)
         {
@@ -153,6 +201,7 @@ public sealed class SegmentationService : IDisposable
                 problems.Add($"'{image}': {e.Message}");
             }
         }
-        throw new SegmentationStartupException($"The segmentation model cannot be served from an image column: {string.Join("; ", problems)}");
+        throw new SegmentationStartupException($"The segmentation model cannot be served from an image column: {string.Join("; ", problems)}" +
+            (schema is null ? ". The model was saved without its input schema, so only the column name 'Image' could be tried; pass the training data's schema as the second argument of mlContext.Model.Save, or name the image column \"Image\"." : ""));
     }
 }

@@ -109,6 +109,7 @@ internal static class MaskDecoder
         if (image.PixelFormat is not (MLPixelFormat.Bgra32 or MLPixelFormat.Rgba32))
             throw new ArgumentException($"Unsupported image pixel format {image.PixelFormat}; expected Bgra32 or Rgba32.", nameof(image));
         int width = image.Width, height = image.Height, rowBytes = image.Pixels.Length / height;
+        CheckPixelCount(width, height, name);
         bool bgra = image.PixelFormat == MLPixelFormat.Bgra32;
         var pixels = image.Pixels;
         var rgba = new byte[4 * width * height];
@@ -145,30 +146,22 @@ internal static class MaskDecoder
 
     static (int Width, int Height, ushort[] Labels) DecodeGray8(byte[] file, string path)
     {
-        using var data = SKData.CreateCopy(file);
-        using var codec = SKCodec.Create(data) ?? throw new InvalidDataException($"Mask '{path}' cannot be decoded.");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Gray8, SKAlphaType.Opaque);
-        var result = codec.GetPixels(info, out byte[] pixels);
-        if (result != SKCodecResult.Success)
-            throw new InvalidDataException($"Mask '{path}' could not be decoded: {result}.");
+        var (width, height, pixels) = StrictImageDecoder.Decode(file, $"Mask '{path}'", SKColorType.Gray8, SKAlphaType.Opaque, SegmentationMask.MaxPixels, LimitName);
         var labels = new ushort[pixels.Length];
         for (int i = 0; i < pixels.Length; i++)
             labels[i] = pixels[i];
-        return (info.Width, info.Height, labels);
+        return (width, height, labels);
     }
 
-    static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] file, string path)
-    {
-        using var data = SKData.CreateCopy(file);
-        using var codec = SKCodec.Create(data)
-            ?? throw new InvalidDataException($"Mask '{path}' is not an image format SkiaSharp can decode (PNG, BMP, GIF, WebP, JPEG).");
-        // Unpremultiplied and without a colour space, so stored colours come back unchanged.
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        var result = codec.GetPixels(info, out byte[] pixels);
-        if (result != SKCodecResult.Success)
-            throw new InvalidDataException($"Mask '{path}' could not be decoded: {result}.");
-        return (info.Width, info.Height, pixels);
-    }
+    // Unpremultiplied and without a colour space, so stored colours come back unchanged.
+    static (int Width, int Height, byte[] Rgba) DecodeRgba(byte[] file, string path) =>
+        StrictImageDecoder.Decode(file, $"Mask '{path}'", SKColorType.Rgba8888, SKAlphaType.Unpremul, SegmentationMask.MaxPixels, LimitName);
+
+    internal const string LimitName = "SegmentationMask.MaxPixels";
+
+    /// <summary>Refuses a mask whose declared size is above <see cref="SegmentationMask.MaxPixels"/>, naming the file.</summary>
+    internal static void CheckPixelCount(long width, long height, string path) =>
+        StrictImageDecoder.CheckPixelCount(width, height, SegmentationMask.MaxPixels, $"Mask '{path}'", LimitName);
 
     static ushort[] GrayFromColour(byte[] rgba, int width, string path, MaskFormat format)
     {

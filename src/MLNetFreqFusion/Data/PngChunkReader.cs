@@ -43,11 +43,11 @@ internal static class PngChunkReader
         if (file.Length < 33 || !file.Slice(12, 4).SequenceEqual("IHDR"u8))
             throw new InvalidDataException($"PNG file '{path}' is truncated or does not start with an IHDR chunk.");
         var h = file.Slice(16, 13);
-        var header = new PngHeader(
-            checked((int)BinaryPrimitives.ReadUInt32BigEndian(h)), checked((int)BinaryPrimitives.ReadUInt32BigEndian(h[4..])),
-            h[8], h[9], h[12]);
-        if (header.Width <= 0 || header.Height <= 0)
-            throw new InvalidDataException($"PNG file '{path}' declares an empty image ({header.Width}×{header.Height}).");
+        uint width = BinaryPrimitives.ReadUInt32BigEndian(h), height = BinaryPrimitives.ReadUInt32BigEndian(h[4..]);
+        if (width == 0 || height == 0 || width > int.MaxValue || height > int.MaxValue)
+            throw new InvalidDataException($"PNG file '{path}' declares an image of {width}×{height} pixels; the PNG specification allows 1 to 2^31 - 1 on each side.");
+        MaskDecoder.CheckPixelCount(width, height, path);
+        var header = new PngHeader((int)width, (int)height, h[8], h[9], h[12]);
         _ = header.Channels;
         return header;
     }
@@ -67,19 +67,24 @@ internal static class PngChunkReader
         bool ended = false;
         while (pos + 8 <= file.Length && !ended)
         {
-            int length = checked((int)BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(pos)));
+            long length = BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(pos));
             var type = file.AsSpan(pos + 4, 4);
             if (pos + 12L + length > file.Length)
-                throw new InvalidDataException($"PNG file '{path}' is truncated inside a chunk at byte {pos}.");
-            var data = file.AsSpan(pos + 8, length);
+                throw new InvalidDataException($"PNG file '{path}' is truncated inside a chunk at byte {pos} (the chunk declares {length} bytes; the file has {file.Length}).");
+            var data = file.AsSpan(pos + 8, (int)length);
+            // Flipped bits inside IDAT can still inflate; the chunk CRC is what tells damaged pixel data from good.
+            if (BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(pos + 8 + (int)length)) != PngWriter.ChunkCrc(type, data))
+                throw new InvalidDataException($"PNG file '{path}' is corrupt: the CRC of its {System.Text.Encoding.ASCII.GetString(type)} chunk at byte {pos} does not match its contents. Replace the file with an undamaged copy.");
             if (type.SequenceEqual("PLTE"u8))
                 palette = data.ToArray();
             else if (type.SequenceEqual("IDAT"u8))
                 idat.Write(data);
             else if (type.SequenceEqual("IEND"u8))
                 ended = true;
-            pos += 12 + length;
+            pos += 12 + (int)length;
         }
+        if (!ended)
+            throw new InvalidDataException($"PNG file '{path}' is truncated: it ends after {file.Length} bytes without the IEND chunk that closes every PNG. Replace the file with a complete copy.");
         if (header.ColorType == PngHeader.Palette && palette is null)
             throw new InvalidDataException($"Palette PNG '{path}' has no PLTE chunk.");
         if (idat.Length == 0)

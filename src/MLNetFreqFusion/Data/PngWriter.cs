@@ -73,10 +73,12 @@ internal static class PngWriter
         s.Write(word);
         s.Write(type);
         s.Write(data);
-        uint crc = Crc(Crc(0xFFFFFFFFu, type), data) ^ 0xFFFFFFFFu;
-        BinaryPrimitives.WriteUInt32BigEndian(word, crc);
+        BinaryPrimitives.WriteUInt32BigEndian(word, ChunkCrc(type, data));
         s.Write(word);
     }
+
+    /// <summary>The CRC-32 of a chunk (its type and data), as stored after it.</summary>
+    internal static uint ChunkCrc(ReadOnlySpan<byte> type, ReadOnlySpan<byte> data) => Crc(Crc(0xFFFFFFFFu, type), data) ^ 0xFFFFFFFFu;
 
     static uint Crc(uint crc, ReadOnlySpan<byte> data)
     {

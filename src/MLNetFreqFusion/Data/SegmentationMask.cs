@@ -9,6 +9,13 @@ namespace MLNetFreqFusion;
 /// </summary>
 public sealed class SegmentationMask
 {
+    /// <summary>
+    /// The largest mask the file readers (<see cref="FromFile"/>, <see cref="FromStream"/>, <c>LoadSegmentationMasks</c>)
+    /// decode, in pixels: 2^28 = 268,435,456 (16384 × 16384). The size is checked from the file header before anything is
+    /// decoded, so a small file that declares a huge image fails with a message naming it instead of exhausting memory.
+    /// </summary>
+    public const long MaxPixels = 1L << 28;
+
     /// <summary>Creates a mask from row-major class indices.</summary>
     /// <param name="width">Width in pixels.</param>
     /// <param name="height">Height in pixels.</param>
@@ -20,7 +27,7 @@ public sealed class SegmentationMask
         if (width <= 0 || height <= 0)
             throw new ArgumentOutOfRangeException(nameof(width), $"A mask needs a positive size; got {width}×{height}.");
         if (labels.Length != (long)width * height)
-            throw new ArgumentException($"A {width}×{height} mask needs {width * height} labels; got {labels.Length}.", nameof(labels));
+            throw new ArgumentException($"A {width}×{height} mask needs {(long)width * height} labels; got {labels.Length}.", nameof(labels));
         Width = width;
         Height = height;
         Labels = labels;
@@ -47,14 +54,16 @@ public sealed class SegmentationMask
     /// <param name="options">How pixels encode classes; null reads index and palette PNGs as they are.</param>
     /// <returns>The mask, with the file's size.</returns>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file cannot be read as a mask under <paramref name="options"/>; the message names the file (and pixel).</exception>
+    /// <exception cref="InvalidDataException">The file cannot be read as a mask under <paramref name="options"/>, is truncated or
+    /// corrupt, or declares more than <see cref="MaxPixels"/> pixels; the message names the file (and pixel).</exception>
     public static SegmentationMask FromFile(string path, MaskDecodeOptions? options = null) => MaskDecoder.Decode(path, options);
 
     /// <summary>Reads a mask from an encoded image in a stream (an upload, a blob), with the same rules as <see cref="FromFile"/>.</summary>
     /// <param name="input">A readable stream positioned at the start of the encoded image; it is read to its end and left open.</param>
     /// <param name="options">How pixel values become class indices; null: <see cref="MaskFormat.Auto"/>.</param>
     /// <param name="name">What error messages call the mask (a file or upload name). Default "(stream)".</param>
-    /// <exception cref="InvalidDataException">The data cannot be read as a mask under <paramref name="options"/>; the message names the mask (and pixel).</exception>
+    /// <exception cref="InvalidDataException">The data cannot be read as a mask under <paramref name="options"/>, is truncated or
+    /// corrupt, or declares more than <see cref="MaxPixels"/> pixels; the message names the mask (and pixel).</exception>
     public static SegmentationMask FromStream(Stream input, MaskDecodeOptions? options = null, string name = "(stream)")
     {
         ArgumentNullException.ThrowIfNull(input);

@@ -16,14 +16,33 @@ namespace MLNetFreqFusion.Data;
 /// </remarks>
 internal static class SegmentationRows
 {
-    /// <summary>Each row's image and mask, checked to be present and of one size.</summary>
-    public static IEnumerable<(long Row, MLImage Image, SegmentationMask Mask)> ImagesAndMasks(IHost host, IDataView data, string imageColumn, string maskColumn) =>
-        Pairs<MLImage>(host, data, imageColumn, "image", maskColumn, "mask", image => (image.Width, image.Height, image.Tag));
+    /// <summary>
+    /// Each row's image and mask, checked to be present and of one size; an image that LoadImages decoded leniently from
+    /// a truncated or corrupt file, or could not read, fails naming the row and file (<paramref name="images"/> remembers
+    /// the files already checked: pass one instance for all epochs).
+    /// </summary>
+    public static IEnumerable<(long Row, MLImage Image, SegmentationMask Mask)> ImagesAndMasks(IHost host, IDataView data, string imageColumn, string maskColumn,
+        ImageSourceCheck images) =>
+        Pairs<MLImage>(host, data, imageColumn, "image", maskColumn, "mask", image => (image.Width, image.Height, image.Tag),
+            (ValueGetter<MLImage> getter, ref MLImage image, long row) =>
+            {
+                try
+                {
+                    images.Read(getter, ref image, row, imageColumn);
+                }
+                catch (InvalidDataException e)
+                {
+                    throw host.Except(e, e.Message);
+                }
+            });
 
     /// <summary>Each row's predicted and label masks, checked to be present and of one size.</summary>
     public static IEnumerable<(long Row, SegmentationMask Predicted, SegmentationMask Label)> PredictionsAndLabels(IHost host, IDataView data,
         string predictedColumn, string labelColumn) =>
-        Pairs<SegmentationMask>(host, data, predictedColumn, "predicted mask", labelColumn, "label mask", mask => (mask.Width, mask.Height, mask.SourcePath));
+        Pairs<SegmentationMask>(host, data, predictedColumn, "predicted mask", labelColumn, "label mask", mask => (mask.Width, mask.Height, mask.SourcePath),
+            (ValueGetter<SegmentationMask> getter, ref SegmentationMask mask, long _) => getter(ref mask));
+
+    delegate void Reader<T>(ValueGetter<T> getter, ref T value, long row);
 
     /// <summary>Each row's mask, checked to be present.</summary>
     public static IEnumerable<(long Row, SegmentationMask Mask)> Masks(IHost host, IDataView data, string maskColumn)
@@ -41,7 +60,7 @@ internal static class SegmentationRows
     }
 
     static IEnumerable<(long Row, T First, SegmentationMask Mask)> Pairs<T>(IHost host, IDataView data, string firstColumn, string firstWhat,
-        string maskColumn, string maskWhat, Func<T, (int Width, int Height, string? Source)> describe)
+        string maskColumn, string maskWhat, Func<T, (int Width, int Height, string? Source)> describe, Reader<T> readFirst)
         where T : class
     {
         var first = data.Schema[firstColumn];
@@ -54,7 +73,7 @@ internal static class SegmentationRows
         for (long row = 0; cursor.MoveNext(); row++)
         {
             host.CheckAlive();
-            getFirst(ref value);
+            readFirst(getFirst, ref value, row);
             getMask(ref mask);
             if (value is null)
                 throw Missing(host, row, firstWhat, firstColumn);

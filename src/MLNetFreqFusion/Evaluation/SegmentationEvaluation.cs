@@ -18,6 +18,7 @@ internal static class SegmentationEvaluation
         int? numberOfClasses, int ignoreIndex, double boundaryDilationRatio)
     {
         SegmentationMetricsAccumulator? accumulator = null;
+        long rows = 0;
         foreach (var (_, predicted, label) in SegmentationRows.PredictionsAndLabels(host, data, predictedLabelColumnName, labelColumnName))
         {
             if (accumulator is null)
@@ -28,10 +29,17 @@ internal static class SegmentationEvaluation
                 accumulator = new SegmentationMetricsAccumulator(classes, ignoreIndex, predicted.ClassNames, boundaryDilationRatio);
             }
             accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
+            rows++;
         }
         if (accumulator is null)
             throw host.Except("The data to evaluate has no rows.");
-        return accumulator.Compute();
+        var metrics = accumulator.Compute();
+        // Pixel accuracy is NaN exactly when no label pixel counted: every metric is then NaN, which says nothing.
+        if (double.IsNaN(metrics.PixelAccuracy))
+            throw host.Except($"Every label pixel of the {rows} row(s) in column '{labelColumnName}' is {ignoreIndex}, the ignore index, so there is " +
+                "nothing to measure and every metric would be NaN. Check that the column holds the masks you meant (LoadSegmentationMasks " +
+                "options ValueMap, ReduceZeroLabel, IgnoreIndex) and that Evaluate's ignoreIndex is the one the masks use.");
+        return metrics;
     }
 
     /// <summary>
@@ -42,11 +50,12 @@ internal static class SegmentationEvaluation
         int numberOfClasses, int ignoreIndex, Func<MLImage, Tensor> decoderFeatures)
     {
         var analyzer = new FeatureConsistencyAnalyzer(numberOfClasses, ignoreIndex);
+        var images = new ImageSourceCheck();
         // Class centres need every image before any similarity, so the images pass through the network twice
         // rather than keeping all feature maps in memory.
         foreach (var pass in new Action<Tensor, IReadOnlyList<SegmentationMask>>[] { analyzer.AddToClassCentres, analyzer.AddToSimilarities })
         {
-            foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(host, data, imageColumnName, labelColumnName))
+            foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(host, data, imageColumnName, labelColumnName, images))
             {
                 using var scope = NewDisposeScope();
                 using var _ = no_grad();

@@ -109,7 +109,10 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
         var grid = nn.functional.pixel_shuffle(stack(new[] { gridX, gridY }, 1).view(b, -1, h, w), Scale)
             .view(b, 2, _groups, Scale * h, Scale * w)
             .permute(0, 2, 3, 4, 1)
-            .reshape(b * _groups, Scale * h, Scale * w, 2);
+            .reshape(b * _groups, Scale * h, Scale * w, 2)
+            // Border padding clips to the image anyway, so for finite grids this changes nothing; a diverging network's
+            // huge offsets would otherwise index outside the input in grid_sample's backward (a native crash).
+            .clamp(-1.0, 1.0);
         var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
         return nn.functional.grid_sample(grouped, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)
             .view(b, -1, Scale * h, Scale * w);

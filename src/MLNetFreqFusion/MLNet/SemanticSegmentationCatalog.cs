@@ -57,6 +57,7 @@ public sealed class SemanticSegmentationCatalog
     /// <param name="ignoreIndex">Label value left out of every metric. Default 255.</param>
     /// <param name="boundaryDilationRatio">Boundary IoU band width as a fraction of the image diagonal. Default 0.02.</param>
     /// <returns>The metrics, as fractions in [0, 1].</returns>
+    /// <exception cref="InvalidOperationException">The data has no rows, or every label pixel is the ignore index (nothing to measure).</exception>
     public SemanticSegmentationMetrics Evaluate(IDataView data, string labelColumnName = "Label", string predictedLabelColumnName = "PredictedLabel",
         int? numberOfClasses = null, int ignoreIndex = 255, double boundaryDilationRatio = 0.02)
     {

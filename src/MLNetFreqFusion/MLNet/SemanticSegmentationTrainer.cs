@@ -46,6 +46,17 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
     {
         ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.Count == o.NumberOfClasses, nameof(Options.ClassNames),
             $"ClassNames has {o.ClassNames?.Count} names but NumberOfClasses is {o.NumberOfClasses}; give one name per class.");
+        // A null name passes the count check and fails only inside Model.Save, after all the training.
+        ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.All(name => name is not null), nameof(Options.ClassNames),
+            $"ClassNames has a null at index {o.ClassNames?.ToList().IndexOf(null!)}; give every class a name (the model saves them).");
+        ectx.CheckUserArg(o.Augmentation is not null, nameof(Options.Augmentation),
+            "Augmentation is null; use new AugmentationOptions() for the defaults, or set its fields to turn augmentations off.");
+        ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.All(w => float.IsFinite(w) && w >= 0), nameof(Options.ClassWeights),
+            $"ClassWeights must be finite and not negative; got [{string.Join(", ", o.ClassWeights ?? [])}].");
+        ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.Any(w => w > 0), nameof(Options.ClassWeights),
+            "ClassWeights are all zero, so no pixel would count in the loss; give the classes to learn a positive weight (1 is neutral).");
+        ectx.CheckUserArg(double.IsFinite(o.PolyPower) && o.PolyPower >= 0, nameof(Options.PolyPower),
+            $"PolyPower must be finite and not negative (1 = linear decay, 0 = constant rate); got {o.PolyPower}.");
         ectx.CheckUserArg(o.IgnoreIndex < 0 || o.IgnoreIndex >= o.NumberOfClasses, nameof(Options.IgnoreIndex),
             $"IgnoreIndex {o.IgnoreIndex} is a class index (NumberOfClasses is {o.NumberOfClasses}); use a value outside the classes, such as 255.");
         ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.Length == o.NumberOfClasses, nameof(Options.ClassWeights),
@@ -53,11 +64,11 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         ectx.CheckUserArg(o.CropSize >= 32, nameof(Options.CropSize), $"CropSize must be at least 32 pixels; got {o.CropSize}.");
         ectx.CheckUserArg(o.BatchSize >= 1, nameof(Options.BatchSize), $"BatchSize must be at least 1; got {o.BatchSize}.");
         ectx.CheckUserArg(o.MaxEpochs >= 1, nameof(Options.MaxEpochs), $"MaxEpochs must be at least 1; got {o.MaxEpochs}.");
-        ectx.CheckUserArg(o.LearningRate > 0, nameof(Options.LearningRate), $"LearningRate must be positive; got {o.LearningRate}.");
-        ectx.CheckUserArg(o.WeightDecay >= 0, nameof(Options.WeightDecay), $"WeightDecay must not be negative; got {o.WeightDecay}.");
-        ectx.CheckUserArg(o.HeadLearningRateMultiplier > 0, nameof(Options.HeadLearningRateMultiplier), "HeadLearningRateMultiplier must be positive.");
+        ectx.CheckUserArg(o.LearningRate > 0 && double.IsFinite(o.LearningRate), nameof(Options.LearningRate), $"LearningRate must be positive and finite; got {o.LearningRate}.");
+        ectx.CheckUserArg(o.WeightDecay >= 0 && double.IsFinite(o.WeightDecay), nameof(Options.WeightDecay), $"WeightDecay must not be negative; got {o.WeightDecay}.");
+        ectx.CheckUserArg(o.HeadLearningRateMultiplier > 0 && double.IsFinite(o.HeadLearningRateMultiplier), nameof(Options.HeadLearningRateMultiplier), "HeadLearningRateMultiplier must be positive.");
         ectx.CheckUserArg(o.WarmupSteps >= 0, nameof(Options.WarmupSteps), "WarmupSteps must not be negative.");
-        ectx.CheckUserArg(o.DiceLossWeight >= 0, nameof(Options.DiceLossWeight), "DiceLossWeight must not be negative.");
+        ectx.CheckUserArg(o.DiceLossWeight >= 0 && double.IsFinite(o.DiceLossWeight), nameof(Options.DiceLossWeight), "DiceLossWeight must not be negative.");
         ectx.CheckUserArg(o.FreezeBackboneEpochs >= 0, nameof(Options.FreezeBackboneEpochs), "FreezeBackboneEpochs must not be negative.");
         ectx.CheckUserArg(o.EarlyStoppingPatience is null || o.EarlyStoppingPatience >= 1, nameof(Options.EarlyStoppingPatience), "EarlyStoppingPatience must be at least 1 when set.");
         ectx.CheckUserArg(o.SlidingWindowSize >= 32, nameof(Options.SlidingWindowSize), "SlidingWindowSize must be at least 32.");

@@ -42,9 +42,17 @@ public sealed partial class SemanticSegmentationTransformer
                 return getters;
             var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
             MLImage image = null!;
+            var images = new ImageSourceCheck();
             var prediction = new RowPrediction(input, position =>
             {
-                getImage(ref image);
+                try
+                {
+                    images.Read(getImage, ref image, position, _owner._settings.ImageColumnName);
+                }
+                catch (InvalidDataException e)
+                {
+                    throw Host.Except(e, e.Message);
+                }
                 if (image is null)
                     throw RowPrediction.NoImage(Host, _owner._settings.ImageColumnName, position);
                 using var scope = NewDisposeScope();

@@ -11,8 +11,9 @@ public sealed partial class SemanticSegmentationTransformer
     static VersionInfo GetVersionInfo() => new(
         modelSignature: "FFSEGMNT",
         // verWrittenCur: 0x00010001, // Initial
-        verWrittenCur: 0x00010002, // Inference batch size
-        verReadableCur: 0x00010002,
+        // verWrittenCur: 0x00010002, // Inference batch size
+        verWrittenCur: 0x00010003, // SHA-256 of the weights
+        verReadableCur: 0x00010003,
         verWeCanReadBack: 0x00010001,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
@@ -27,9 +28,14 @@ public sealed partial class SemanticSegmentationTransformer
 
         // *** Binary format ***
         // SegmentationModelSettings (see its Write)
+        // byte[32]: SHA-256 of the TSModel stream's bytes (format 0x00010003 on)
         // stream "TSModel": the network's TorchSharp state dict
         _settings.Write(ctx.Writer);
-        ctx.SaveBinaryStream(WeightsStream, w => _predictor.WithNetwork(network => network.save(w)));
+        using var weights = new MemoryStream();
+        using (var w = new BinaryWriter(weights, System.Text.Encoding.UTF8, leaveOpen: true))
+            _predictor.WithNetwork(network => network.save(w));
+        ctx.Writer.Write(System.Security.Cryptography.SHA256.HashData(weights.ToArray()));
+        ctx.SaveBinaryStream(WeightsStream, w => w.Write(weights.ToArray()));
     }
 
     static SemanticSegmentationTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
@@ -44,10 +50,24 @@ public sealed partial class SemanticSegmentationTransformer
 
         // *** Binary format ***
         // SegmentationModelSettings (see its Write)
+        // byte[32]: SHA-256 of the TSModel stream's bytes (format 0x00010003 on)
         // stream "TSModel": the network's TorchSharp state dict
         var settings = SegmentationModelSettings.Read(ctx.Reader, host, hasInferenceBatchSize: ctx.Header.ModelVerWritten >= 0x00010002);
+        // .NET does not verify a zip entry's CRC, so flipped bits in the weights would load as a different model.
+        byte[]? checksum = ctx.Header.ModelVerWritten >= 0x00010003 ? ctx.Reader.ReadBytes(32) : null;
+        host.CheckDecode(checksum is null || checksum.Length == 32, "the weights checksum is cut short");
         var network = SegmentationNetwork.Create(settings.Architecture, loadPretrainedWeights: false);
-        bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r => network.load(r, strict: true));
+        bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r =>
+        {
+            using var bytes = new MemoryStream();
+            r.BaseStream.CopyTo(bytes);
+            if (checksum is not null && !System.Security.Cryptography.SHA256.HashData(bytes.ToArray()).AsSpan().SequenceEqual(checksum))
+                throw host.Except("The model's network weights (stream TSModel) do not match the checksum saved with them: the model file " +
+                    "is damaged (a bad disk, copy or download). Restore it from a good copy or train it again.");
+            bytes.Position = 0;
+            using var reader = new BinaryReader(bytes);
+            network.load(reader, strict: true);
+        });
         host.CheckDecode(loaded, "the model has no network weights (stream TSModel)");
         return new SemanticSegmentationTransformer(env, settings, network);
     }

@@ -13,19 +13,26 @@ internal static class LabelScan
     public static int Run(IHost host, IDataView data, TrainingSettings o, string what)
     {
         int rows = 0;
-        long classPixels = 0, ignorePixels = 0;
+        long classPixels = 0, ignorePixels = 0, labelledPixels = 0;
         foreach (var (_, mask) in SegmentationRows.Masks(host, data, o.LabelColumnName))
         {
             foreach (var value in mask.Labels)
             {
                 if (value == o.IgnoreIndex) { ignorePixels++; continue; }
-                if (value < o.NumberOfClasses) { if (value > 0) classPixels++; continue; }
+                if (value < o.NumberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
                 throw host.Except(BadValueMessage(rows, mask, value, o));
             }
             rows++;
         }
         if (rows == 0)
             throw host.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
+        if (labelledPixels == 0)
+            throw host.Except($"Every pixel of the {what} is {o.IgnoreIndex}, the ignore index: there is nothing to learn from. " +
+                (o.IgnoreIndex == 255
+                    ? "If 255 marks a class (masks saved as 0/255 for background/foreground, or 255 as a class value), map it with " +
+                      "LoadSegmentationMasks(..., options: new MaskDecodeOptions { ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }); "
+                    : "") +
+                "otherwise check the label column (LoadSegmentationMasks options ReduceZeroLabel, ValueMap, IgnoreIndex).");
         if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
             throw host.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +

@@ -63,7 +63,7 @@ internal sealed partial class TrainingRun
     IEnumerable<(MLImage Image, SegmentationMask Mask)> Shuffled(IDataView input, Random random)
     {
         var pool = new List<(MLImage, SegmentationMask)>(ShufflePoolSize);
-        foreach (var (_, rowImage, mask) in SegmentationRows.ImagesAndMasks(_host, input, _o.ImageColumnName, _o.LabelColumnName))
+        foreach (var (_, rowImage, mask) in SegmentationRows.ImagesAndMasks(_host, input, _o.ImageColumnName, _o.LabelColumnName, _imageCheck))
         {
             // The pool outlives the cursor row the image came from; an image column's getter may dispose or reuse
             // its MLImage when the cursor moves, so the pool keeps its own copy of the pixels.

@@ -27,6 +27,7 @@ internal sealed partial class TrainingRun
     readonly int _rows, _seed;
     readonly SegmentationLoss _loss;
     readonly Random _random;
+    readonly ImageSourceCheck _imageCheck = new();
 
     public TrainingRun(IHost host, IChannel ch, TrainingSettings options, SegmentationPredictor predictor,
         SegmentationNetwork network, Device device, int rows, int seed)
@@ -78,14 +79,18 @@ internal sealed partial class TrainingRun
                     optimizer.zero_grad();
                     var logits = _network.call(batch.Images);
                     var l = _loss.Compute(logits, batch.Labels);
-                    l.backward();
-                    optimizer.step();
                     loss = l.item<float>();
+                    // Checked before backward: a non-finite loss only spreads NaN into every weight, and NaN sampling
+                    // offsets have crashed libtorch's grid_sample backward.
+                    if (double.IsFinite(loss))
+                    {
+                        l.backward();
+                        optimizer.step();
+                    }
                 }
                 batch.Dispose();
-                if (double.IsNaN(loss) || double.IsInfinity(loss))
-                    throw _host.Except($"The training loss became {loss} at epoch {epoch}, step {step + 1}. Lower LearningRate " +
-                        $"(now {_o.LearningRate}) or check the data for corrupt images.");
+                if (!double.IsFinite(loss))
+                    throw Diverged($"the training loss became {loss} at epoch {epoch}, step {step + 1}");
                 step++;
                 images += batch.Count;
                 var report = new SemanticSegmentationProgress
@@ -104,6 +109,8 @@ internal sealed partial class TrainingRun
                 }
             }
             _ch.Info($"epoch {epoch}/{_o.MaxEpochs} done in {epochClock.Elapsed.TotalSeconds:F1} s");
+            if (!WeightsAreFinite())
+                throw Diverged($"the weights are no longer finite after epoch {epoch} (the last loss was finite)");
 
             if (_o.ValidationSet is null)
                 continue;
@@ -136,8 +143,21 @@ internal sealed partial class TrainingRun
             _network.load_state_dict(best);
             DisposeAll(best);
         }
+        if (!WeightsAreFinite())
+            throw Diverged("the weights are no longer finite at the end of training");
         _network.eval();
     }
+
+    bool WeightsAreFinite()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        return _network.parameters().All(p => p.isfinite().all().item<bool>());
+    }
+
+    // No model is better than one whose every probability is NaN.
+    Exception Diverged(string what) => _host.Except($"Training diverged: {what}, so no model is returned. Lower LearningRate " +
+        $"(now {_o.LearningRate}; try a tenth), check ClassWeights, or look for corrupt images.");
 
     (optim.Optimizer, List<(TorchSharp.Modules.AdamW.ParamGroup Group, double Multiplier)>) BuildOptimizer()
     {
@@ -159,7 +179,7 @@ internal sealed partial class TrainingRun
     double Validate(IDataView data)
     {
         var accumulator = new SegmentationMetricsAccumulator(_o.NumberOfClasses, _o.IgnoreIndex);
-        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName))
+        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName, _imageCheck))
             accumulator.Update(_predictor.Predict(image).Labels, label.Labels, label.Width, label.Height);
         _network.train();
         return accumulator.Compute().MeanIoU;

@@ -314,7 +314,7 @@ public sealed class MaskDecodingTests : TempFolderTests
     }
 
     // Minimal PNG assembly for bit depths and interlacing no encoder at hand produces; rows carry their filter byte.
-    static byte[] BuildPng(int width, int height, int bitDepth, int colorType, byte[] rows, byte[]? palette, int interlace = 0)
+    internal static byte[] BuildPng(int width, int height, int bitDepth, int colorType, byte[] rows, byte[]? palette, int interlace = 0)
     {
         var ms = new MemoryStream();
         ms.Write([137, 80, 78, 71, 13, 10, 26, 10]);
@@ -333,7 +333,7 @@ public sealed class MaskDecodingTests : TempFolderTests
         return ms.ToArray();
     }
 
-    static void Chunk(Stream s, string type, byte[] data)
+    internal static void Chunk(Stream s, string type, byte[] data)
     {
         var head = new byte[8];
         BinaryPrimitives.WriteInt32BigEndian(head, data.Length);

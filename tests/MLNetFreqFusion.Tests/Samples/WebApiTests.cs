@@ -22,6 +22,7 @@ public sealed class WebApiTests
     const long PixelLimit = 200 * 200;
 
     static string _modelPath = null!;
+    static string _schemalessModelPath = null!;
     static WebApplication _app = null!;
     static HttpClient _http = null!;
     static SegmentationMask _expected = null!;
@@ -50,6 +51,9 @@ public sealed class WebApiTests
         using var model = DigitsSeg.Inputs(ml).Append(ml.SemanticSegmentation().Trainers.FreqFusion(options)).Fit(train);
         _modelPath = Path.Combine(Path.GetTempPath(), $"webapi-{Guid.NewGuid():N}.zip");
         ml.Model.Save(model, train.Schema, _modelPath);
+        // What the console sample and the docs write: the chain without its input schema.
+        _schemalessModelPath = Path.Combine(Path.GetTempPath(), $"webapi-{Guid.NewGuid():N}.zip");
+        ml.Model.Save(model, inputSchema: null, _schemalessModelPath);
 
         // The reference prediction comes from the trained pipeline itself, not from the service.
         _imagePath = Path.Combine(DigitsSeg.Root, "test", "images", "test_00000.png");
@@ -60,6 +64,7 @@ public sealed class WebApiTests
         {
             o.MaxUploadBytes = UploadLimit;
             o.MaxPixels = PixelLimit;
+            o.MaxConcurrentRequests = 8; // room for the six concurrent requests below; the bound has its own test
         });
         await _app.StartAsync();
         _http = new HttpClient { BaseAddress = new Uri(_app.Urls.Single()) };
@@ -76,6 +81,8 @@ public sealed class WebApiTests
         }
         if (_modelPath is not null)
             File.Delete(_modelPath);
+        if (_schemalessModelPath is not null)
+            File.Delete(_schemalessModelPath);
     }
 
     [TestMethod]
@@ -231,6 +238,108 @@ public sealed class WebApiTests
         var none = Assert.ThrowsExactly<SegmentationStartupException>(() => SegmentationApi.Build([]));
         StringAssert.Contains(none.Message, "--model");
     }
+
+    [TestMethod]
+    public async Task ServesAModelSavedWithoutItsInputSchemaAsTheConsoleSampleAndDocsSaveIt()
+    {
+        await using var app = SegmentationApi.Build(["--model", _schemalessModelPath, "--urls", "http://127.0.0.1:0"]);
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+
+        using var response = await http.PostAsync("/segment", ImageForm(File.ReadAllBytes(_imagePath), "digit.png"));
+
+        Assert.AreEqual(HttpStatusCode.OK, response.StatusCode, await response.Content.ReadAsStringAsync());
+        CollectionAssert.AreEqual(_expected.Labels, (await ReadMaskAsync(response)).Labels);
+        await app.StopAsync();
+    }
+
+    [TestMethod]
+    public async Task ARequestWhoseClientHasGoneDoesNotRunTheNetwork()
+    {
+        var service = _app.Services.GetRequiredService<SegmentationService>();
+        using var image = MLImage.CreateFromFile(_imagePath);
+        long before = service.Predictions;
+
+        await Assert.ThrowsAsync<OperationCanceledException>(() => service.PredictAsync(image, new CancellationToken(canceled: true)));
+
+        Assert.AreEqual(before, service.Predictions);
+    }
+
+    /// <summary>
+    /// A burst far above the admission bound, images of two sizes, in a few bounded rounds on 127.0.0.1: every answer is
+    /// a correct mask or an immediate 503 with Retry-After, the bound is released after every request, and the process
+    /// does not keep growing.
+    /// </summary>
+    [TestMethod]
+    public async Task ABurstBeyondTheBoundGets503AndMemoryStaysBounded()
+    {
+        const int bound = 2, burst = 16, rounds = 3;
+        await using var app = SegmentationApi.Build(["--model", _modelPath, "--urls", "http://127.0.0.1:0"], o =>
+        {
+            o.MaxPixels = PixelLimit;
+            o.MaxConcurrentRequests = bound;
+        });
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.Single()) };
+        var digit = File.ReadAllBytes(_imagePath);
+        var large = LargestAcceptedImage();
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        long? afterFirstRound = null;
+        int ok = 0, busy = 0;
+
+        for (int round = 0; round < rounds; round++)
+        {
+            var answers = await Task.WhenAll(Enumerable.Range(0, burst).Select(async i =>
+            {
+                bool small = i % 2 == 0;
+                using var response = await http.PostAsync("/segment", ImageForm(small ? digit : large, small ? "digit.png" : "large.png"));
+                var body = await response.Content.ReadAsByteArrayAsync();
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
+                {
+                    Assert.IsTrue(response.Headers.RetryAfter is not null, "503 carries Retry-After");
+                    StringAssert.Contains(JsonDocument.Parse(body).RootElement.GetProperty("detail").GetString(), "MaxConcurrentRequests");
+                    return false;
+                }
+                Assert.AreEqual(HttpStatusCode.OK, response.StatusCode, System.Text.Encoding.UTF8.GetString(body));
+                if (small)
+                    CollectionAssert.AreEqual(_expected.Labels, MaskFromPng(body).Labels);
+                return true;
+            }));
+            ok += answers.Count(a => a);
+            busy += answers.Count(a => !a);
+            process.Refresh();
+            afterFirstRound ??= process.WorkingSet64;
+        }
+
+        Assert.IsGreaterThan(0, busy, "a burst of 16 against a bound of 2 must be refused in part");
+        Assert.IsGreaterThan(0, ok);
+        // Every admitted request released its place: requests one after another are all served.
+        for (int i = 0; i < bound + 2; i++)
+        {
+            using var response = await http.PostAsync("/segment", ImageForm(digit, "digit.png"));
+            Assert.AreEqual(HttpStatusCode.OK, response.StatusCode);
+        }
+        // At most `bound` decoded images (200 × 200) and predictions are alive at once; later rounds must not add
+        // more than allocator noise to what the first round reached.
+        process.Refresh();
+        long growth = process.WorkingSet64 - afterFirstRound!.Value;
+        Assert.IsLessThan(300L << 20, growth, $"working set grew by {growth >> 20} MB after the first round");
+        await app.StopAsync();
+    }
+
+    static byte[] LargestAcceptedImage()
+    {
+        var random = new Random(7);
+        var rgba = new byte[4 * 200 * 200];
+        random.NextBytes(rgba);
+        for (int i = 3; i < rgba.Length; i += 4)
+            rgba[i] = 255;
+        using var image = SkiaSharp.SKImage.FromPixelCopy(new SkiaSharp.SKImageInfo(200, 200, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Unpremul), rgba);
+        using var png = image.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        return png.ToArray();
+    }
+
+    static SegmentationMask MaskFromPng(byte[] png) => SegmentationMask.FromStream(new MemoryStream(png), name: "response");
 
     static MultipartFormDataContent ImageForm(byte[] bytes, string fileName)
     {
