@@ -24,8 +24,7 @@ internal static class DocSnippets
             .Append(ml.Transforms.LoadSegmentationMasks("Label", imageFolder: null, inputColumnName: "MaskPath"));
         // The trainer's defaults (ImageNet-pretrained ResNet-18 + FreqFusion, learning rate, schedule, loss) are chosen to
         // train on a CPU; the crop is the only setting that depends on these 84×64 images.
-        var pipeline = inputs.Append(ml.SemanticSegmentation().Trainers.FreqFusion(numberOfClasses: 11,   // background + digits 0..9
-            backbone: SegmentationBackbone.ResNet18ImageNet, cropSize: 64,
+        var pipeline = inputs.Append(ml.SemanticSegmentation().Trainers.FreqFusion(cropSize: 64,   // classes: inferred from the labels
             validationSet: inputs.Fit(val).Transform(val)));   // mIoU after every epoch; the best epoch is kept
         ml.Log += (_, e) => { if (e.Source.Contains(nameof(SemanticSegmentationTrainer))) Console.WriteLine(e.Message); };   // progress
         ITransformer model = pipeline.Fit(train);
@@ -97,7 +96,7 @@ internal static class DocSnippets
         {
             // Columns
             ImageColumnName = "Image", LabelColumnName = "Label", PredictedLabelColumnName = "PredictedLabel",
-            ProbabilitiesColumnName = null,
+            ScoreColumnName = "Score",
             // Classes
             NumberOfClasses = 11, IgnoreIndex = 255, ClassNames = null,
             // Network
