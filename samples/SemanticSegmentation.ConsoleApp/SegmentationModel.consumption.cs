@@ -54,6 +54,8 @@ public partial class SegmentationModel
         output.PredictedLabel.SaveColorized(Path.Combine(outputFolder, name + "_color.png"));     // PASCAL VOC colours
         output.PredictedLabel.SaveOverlay(image, Path.Combine(outputFolder, name + "_overlay.png"));
         // </snippet:predict>
+        ClassLegend.AddTo(Path.Combine(outputFolder, name + "_color.png"), output.PredictedLabel);
+        ClassLegend.AddTo(Path.Combine(outputFolder, name + "_overlay.png"), output.PredictedLabel);
         var counts = output.PredictedLabel.CountPixelsPerClass();
         var names = output.PredictedLabel.ClassNames;
         var found = Enumerable.Range(1, counts.Length - 1).Where(c => counts[c] > 0)

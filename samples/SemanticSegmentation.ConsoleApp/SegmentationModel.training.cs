@@ -76,10 +76,12 @@ public partial class SegmentationModel
         var inputs = BuildInputPipeline(mlContext, data.MaskOptions);
         var validation = inputs.Fit(data.Validation).Transform(data.Validation);
         var clock = Stopwatch.StartNew();
-        var pipeline = BuildPipeline(mlContext, o, data, validation, new ConsoleProgress(clock));
-
-        ITransformer model = pipeline.Fit(data.Train);
+        var curve = new LearningCurve();
+        ITransformer model = TrainingDisplay.Run(progress => BuildPipeline(mlContext, o, data, validation, progress).Fit(data.Train), curve);
         Console.WriteLine($"Training took {clock.Elapsed:mm\\:ss}.");
+        string curvePath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputModelPath))!, "learning-curve.png");
+        curve.SavePng(curvePath);
+        Console.WriteLine($"Wrote the learning curve to {curvePath}.");
 
         // <snippet:save-segmenter>
         var segmenter = (SemanticSegmentationTransformer)((IEnumerable<ITransformer>)model).Last();
@@ -99,24 +101,5 @@ public partial class SegmentationModel
         }
         // </snippet:save-segmenter>
         return segmenter;
-    }
-
-    /// <summary>Prints a line per epoch (and every 15 seconds within one) so a long Fit never looks frozen.</summary>
-    sealed class ConsoleProgress(Stopwatch clock) : IProgress<SemanticSegmentationProgress>
-    {
-        TimeSpan _last = TimeSpan.FromSeconds(-60);
-
-        public void Report(SemanticSegmentationProgress p)
-        {
-            if (p.ValidationMeanIoU is double miou)
-            {
-                Console.WriteLine($"  epoch {p.Epoch,2}/{p.MaxEpochs}  validation mIoU {miou:P2}  ({clock.Elapsed:mm\\:ss} elapsed, about {p.EstimatedTimeRemaining:mm\\:ss} left)");
-                return;
-            }
-            if (clock.Elapsed - _last < TimeSpan.FromSeconds(15) && p.Step != p.TotalSteps)
-                return;
-            _last = clock.Elapsed;
-            Console.WriteLine($"  epoch {p.Epoch,2}/{p.MaxEpochs}  step {p.Step,4}/{p.TotalSteps}  loss {p.Loss:F4}  lr {p.LearningRate:G3}  {p.ImagesPerSecond:F1} images/s");
-        }
     }
 }

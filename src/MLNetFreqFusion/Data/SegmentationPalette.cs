@@ -1,13 +1,20 @@
 namespace MLNetFreqFusion.Data;
 
-/// <summary>Colours for drawing masks: the PASCAL VOC colour map, extended to every 16-bit class index.</summary>
-internal static class SegmentationPalette
+/// <summary>
+/// Colours for drawing masks: the PASCAL VOC colour map, extended to every 16-bit class index. It is the default of
+/// <see cref="SegmentationMask.SaveColorized(string, IReadOnlyList{ValueTuple{byte, byte, byte}}?)"/> and
+/// <see cref="SegmentationMask.SaveOverlay(Microsoft.ML.Data.MLImage, string, float, IReadOnlyList{ValueTuple{byte, byte, byte}}?)"/>,
+/// so a legend drawn with <see cref="Voc"/> matches their PNGs.
+/// </summary>
+public static class SegmentationPalette
 {
     /// <summary>
     /// VOC's colour of <paramref name="index"/>: the index's bits are spread over the high bits of R, G and B in turn,
     /// so 0 is black and 255 (VOC's boundary/ignore label) is (224, 224, 192). Distinct for all indices below 2^24.
     /// </summary>
-    internal static (byte R, byte G, byte B) Voc(int index)
+    /// <param name="index">A class index, ≥ 0.</param>
+    /// <returns>The class's colour as red, green, blue.</returns>
+    public static (byte R, byte G, byte B) Voc(int index)
     {
         int r = 0, g = 0, b = 0;
         for (int bit = 7; bit >= 0; bit--)

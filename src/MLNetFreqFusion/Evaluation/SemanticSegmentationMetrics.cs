@@ -1,6 +1,9 @@
 using System.Collections.ObjectModel;
 using System.Globalization;
 using System.Text;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
 
 namespace MLNetFreqFusion;
 
@@ -90,8 +93,17 @@ public sealed class SemanticSegmentationMetrics
     /// <summary>Number of classes.</summary>
     public int NumberOfClasses => ClassNames.Count;
 
-    /// <summary>Pixel accuracy (mmsegmentation's aAcc): Σ_c I_c / Σ_c G_c, the fraction of labelled pixels predicted right.</summary>
+    /// <summary>Pixel accuracy (mmsegmentation's aAcc): Σ_c I_c / Σ_c G_c, the fraction of labelled pixels predicted right.
+    /// It is ML.NET's micro-accuracy with each labelled pixel as one example: <see cref="MicroAccuracy"/>.</summary>
     public double PixelAccuracy { get; }
+
+    /// <summary>ML.NET's name for <see cref="PixelAccuracy"/>, as in <c>MulticlassClassificationMetrics.MicroAccuracy</c>:
+    /// every labelled pixel is one example.</summary>
+    public double MicroAccuracy => PixelAccuracy;
+
+    /// <summary>ML.NET's name for <see cref="MeanAccuracy"/>, as in <c>MulticlassClassificationMetrics.MacroAccuracy</c>:
+    /// the accuracy of each class, averaged over classes (classes absent from the labels left out).</summary>
+    public double MacroAccuracy => MeanAccuracy;
 
     /// <summary>Per-class intersection over union I / (P + G − I). NaN for a class absent from labels and predictions;
     /// 0 for a class only predicted.</summary>
@@ -155,6 +167,34 @@ public sealed class SemanticSegmentationMetrics
             for (int p = 0; p < classes; p++)
                 matrix[l, p] = _confusion[l * classes + p];
         return matrix;
+    }
+
+    /// <summary>
+    /// The confusion matrix as ML.NET's <see cref="Microsoft.ML.Data.ConfusionMatrix"/>, the type multiclass evaluation
+    /// returns: <c>Counts[l][p]</c> counts the pixels labelled l and predicted p (as doubles, exact up to
+    /// 2^53 pixels), <c>PerClassPrecision</c> and <c>PerClassRecall</c> are <see cref="PerClassPrecision"/> and
+    /// <see cref="PerClassRecall"/>, and <c>GetFormattedConfusionTable()</c> heads rows and columns with <see cref="ClassNames"/>.
+    /// <see cref="GetConfusionMatrix"/> gives the same counts as integers.
+    /// </summary>
+    public ConfusionMatrix ConfusionMatrix => _mlnetConfusionMatrix ??= ToMLNetConfusionMatrix();
+
+    private ConfusionMatrix? _mlnetConfusionMatrix;
+
+    private ConfusionMatrix ToMLNetConfusionMatrix()
+    {
+        int classes = NumberOfClasses;
+        var counts = new double[classes][];
+        for (int l = 0; l < classes; l++)
+        {
+            counts[l] = new double[classes];
+            for (int p = 0; p < classes; p++)
+                counts[l][p] = _confusion[l * classes + p];
+        }
+        // The constructor is internal (the library compiles against publicized ML.NET, docs/architecture.md); its host
+        // only serves debug assertions.
+        IHost host = ((IHostEnvironment)new MLContext()).Register(nameof(SemanticSegmentationMetrics));
+        return new ConfusionMatrix(host, PerClassPrecision.ToArray(), PerClassRecall.ToArray(), counts,
+            ClassNames.Select(n => n.AsMemory()).ToList(), isSampled: false, isBinary: false);
     }
 
     /// <summary>The confusion matrix as a text table: one row per label class, one column per predicted class.</summary>

@@ -17,23 +17,25 @@ internal sealed record SegmentationModelSettings
     public required IReadOnlyList<string> ClassNames { get; init; }
     public required string ImageColumnName { get; init; }
     public required string PredictedLabelColumnName { get; init; }
-    public string? ProbabilitiesColumnName { get; init; }
+    public string? ScoreColumnName { get; init; }
     public required InferenceSettings Inference { get; init; }
 
     public int NumberOfClasses => Architecture.NumberOfClasses;
 
-    public static SegmentationModelSettings FromOptions(SemanticSegmentationTrainer.Options o) => new()
+    /// <summary>The settings of <paramref name="o"/> for <paramref name="numberOfClasses"/> classes (the Options' own
+    /// value, or the one Fit inferred when it was 0).</summary>
+    public static SegmentationModelSettings FromOptions(SemanticSegmentationTrainer.Options o, int numberOfClasses) => new()
     {
         Architecture = new SegmentationArchitecture
         {
-            Backbone = o.Backbone, Decoder = o.Decoder, NumberOfClasses = o.NumberOfClasses, DecoderChannels = o.DecoderChannels,
+            Backbone = o.Backbone, Decoder = o.Decoder, NumberOfClasses = numberOfClasses, DecoderChannels = o.DecoderChannels,
             CompressRatio = o.CompressRatio, DropoutRatio = o.DropoutRatio, DecoderInputStages = o.DecoderInputStages?.ToArray(),
         },
         IgnoreIndex = o.IgnoreIndex,
-        ClassNames = o.ClassNames?.ToArray() ?? Enumerable.Range(0, o.NumberOfClasses).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray(),
+        ClassNames = o.ClassNames?.ToArray() ?? Enumerable.Range(0, numberOfClasses).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray(),
         ImageColumnName = o.ImageColumnName,
         PredictedLabelColumnName = o.PredictedLabelColumnName,
-        ProbabilitiesColumnName = o.ProbabilitiesColumnName,
+        ScoreColumnName = o.ScoreColumnName,
         Inference = new InferenceSettings
         {
             SlidingWindowSize = o.SlidingWindowSize, SlidingWindowOverlap = o.SlidingWindowOverlap, FlipTest = o.FlipTest,
@@ -57,9 +59,9 @@ internal sealed record SegmentationModelSettings
             w.Write(name);
         w.Write(ImageColumnName);
         w.Write(PredictedLabelColumnName);
-        w.Write(ProbabilitiesColumnName is not null);
-        if (ProbabilitiesColumnName is not null)
-            w.Write(ProbabilitiesColumnName);
+        w.Write(ScoreColumnName is not null);
+        if (ScoreColumnName is not null)
+            w.Write(ScoreColumnName);
         w.Write(Inference.SlidingWindowSize);
         w.Write(Inference.SlidingWindowOverlap);
         w.Write(Inference.FlipTest);
@@ -90,7 +92,7 @@ internal sealed record SegmentationModelSettings
         {
             Architecture = architecture with { NumberOfClasses = classes },
             IgnoreIndex = ignore, ClassNames = names,
-            ImageColumnName = image, PredictedLabelColumnName = predicted, ProbabilitiesColumnName = probabilities,
+            ImageColumnName = image, PredictedLabelColumnName = predicted, ScoreColumnName = probabilities,
             Inference = new InferenceSettings { SlidingWindowSize = window, SlidingWindowOverlap = overlap, FlipTest = flip, BatchSize = batch },
         };
     }

@@ -82,18 +82,25 @@ public sealed class SemanticSegmentationTrainers
     /// </summary>
     /// <param name="labelColumnName">Column of label masks (<see cref="SegmentationMask"/>, from <c>LoadSegmentationMasks</c>).</param>
     /// <param name="imageColumnName">Column of images (<see cref="MLImage"/>, from <c>LoadImages</c>).</param>
-    /// <param name="numberOfClasses">Number of classes, background included.</param>
+    /// <param name="numberOfClasses">Number of classes, background included. Default 0: inferred from the training labels
+    /// (the largest label value + 1, the ignore index left out), see <see cref="SemanticSegmentationTrainer.Options.NumberOfClasses"/>.</param>
     /// <param name="predictedLabelColumnName">Output column of predicted masks.</param>
-    /// <param name="backbone">The encoder.</param>
-    /// <param name="decoder">The decode head; the bilinear heads are baselines for comparison.</param>
-    /// <param name="maxEpochs">Passes over the training data.</param>
-    /// <param name="batchSize">Images per step.</param>
-    /// <param name="cropSize">Side of the square training crops.</param>
+    /// <param name="backbone">The encoder. Default <see cref="SegmentationBackbone.ResNet18ImageNet"/>: ImageNet-pretrained,
+    /// as ML.NET's own image trainers start from pretrained weights. Its weights come from the NuGet package
+    /// Microsoft.ML.DnnImageFeaturizer.ResNet18, which the application references (docs/getting-started.md); without it
+    /// Fit fails and says so.</param>
+    /// <param name="decoder">The decode head; the bilinear heads are baselines for comparison. Default FreqFusion.</param>
+    /// <param name="maxEpochs">Passes over the training data. Default: <see cref="SemanticSegmentationTrainer.Options.MaxEpochs"/>'s.</param>
+    /// <param name="batchSize">Images per step. Default: <see cref="SemanticSegmentationTrainer.Options.BatchSize"/>'s.</param>
+    /// <param name="cropSize">Side of the square training crops. Default: <see cref="SemanticSegmentationTrainer.Options.CropSize"/>'s.</param>
     /// <param name="validationSet">Data scored after every epoch; the best epoch's weights are kept.</param>
     /// <returns>The trainer; <c>Fit</c> returns a <see cref="SemanticSegmentationTransformer"/>.</returns>
-    public SemanticSegmentationTrainer FreqFusion(string labelColumnName = "Label", string imageColumnName = "Image", int numberOfClasses = 2,
-        string predictedLabelColumnName = "PredictedLabel", SegmentationBackbone backbone = SegmentationBackbone.ResNet18,
-        SegmentationDecoder decoder = SegmentationDecoder.FreqFusion, int maxEpochs = 20, int batchSize = 8, int cropSize = 512,
+    public SemanticSegmentationTrainer FreqFusion(string labelColumnName = SemanticSegmentationTrainer.Defaults.LabelColumnName,
+        string imageColumnName = SemanticSegmentationTrainer.Defaults.ImageColumnName, int numberOfClasses = 0,
+        string predictedLabelColumnName = SemanticSegmentationTrainer.Defaults.PredictedLabelColumnName,
+        SegmentationBackbone backbone = SemanticSegmentationTrainer.Defaults.ShortOverloadBackbone,
+        SegmentationDecoder decoder = SemanticSegmentationTrainer.Defaults.Decoder, int maxEpochs = SemanticSegmentationTrainer.Defaults.MaxEpochs,
+        int batchSize = SemanticSegmentationTrainer.Defaults.BatchSize, int cropSize = SemanticSegmentationTrainer.Defaults.CropSize,
         IDataView? validationSet = null)
         => new(_env, new SemanticSegmentationTrainer.Options
         {
@@ -103,7 +110,7 @@ public sealed class SemanticSegmentationTrainers
         });
 
     /// <summary>A segmentation trainer with every option (<see cref="SemanticSegmentationTrainer.Options"/>).</summary>
-    /// <param name="options">The options; <see cref="SemanticSegmentationTrainer.Options.NumberOfClasses"/> is required.</param>
+    /// <param name="options">The options; every field has a default.</param>
     /// <returns>The trainer; <c>Fit</c> returns a <see cref="SemanticSegmentationTransformer"/>.</returns>
     public SemanticSegmentationTrainer FreqFusion(SemanticSegmentationTrainer.Options options) => new(_env, options);
 }

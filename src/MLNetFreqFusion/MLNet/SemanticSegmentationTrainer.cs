@@ -35,17 +35,27 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(SemanticSegmentationTrainer));
         _host.CheckValue(options, nameof(options));
         SegmentationMaskDataViewType.EnsureRegistered();
-        _settings = SegmentationModelSettings.FromOptions(options);
+        _host.CheckUserArg(options.NumberOfClasses == 0 || options.NumberOfClasses >= 2, nameof(Options.NumberOfClasses),
+            $"NumberOfClasses must be at least 2 (background and one class), or 0 to infer it from the training labels; got {options.NumberOfClasses}.");
+        int declared = DeclaredClasses(options);
+        // With no class count given yet, the architecture's other fields are checked now and the count at Fit.
+        _settings = SegmentationModelSettings.FromOptions(options, declared == 0 ? 2 : declared);
         _settings.Architecture.CheckUserArgs(_host);
-        Validate(_host, options);
+        Validate(_host, options, declared);
         _options = options;
     }
 
-    /// <summary>The checks of the Options that do not describe the network (<see cref="SegmentationArchitecture"/> checks those).</summary>
-    static void Validate(IExceptionContext ectx, Options o)
+    /// <summary>The class count the Options give: NumberOfClasses, else the number of ClassNames, else 0 (infer at Fit).</summary>
+    static int DeclaredClasses(Options o) => o.NumberOfClasses != 0 ? o.NumberOfClasses : o.ClassNames?.Count ?? 0;
+
+    /// <summary>
+    /// The checks of the Options that do not describe the network (<see cref="SegmentationArchitecture"/> checks those);
+    /// the ones that need the class count wait for it while <paramref name="classes"/> is 0.
+    /// </summary>
+    static void Validate(IExceptionContext ectx, Options o, int classes)
     {
-        ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.Count == o.NumberOfClasses, nameof(Options.ClassNames),
-            $"ClassNames has {o.ClassNames?.Count} names but NumberOfClasses is {o.NumberOfClasses}; give one name per class.");
+        ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.Count == classes, nameof(Options.ClassNames),
+            $"ClassNames has {o.ClassNames?.Count} names but NumberOfClasses is {classes}; give one name per class.");
         // A null name passes the count check and fails only inside Model.Save, after all the training.
         ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.All(name => name is not null), nameof(Options.ClassNames),
             $"ClassNames has a null at index {o.ClassNames?.ToList().IndexOf(null!)}; give every class a name (the model saves them).");
@@ -57,10 +67,10 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
             "ClassWeights are all zero, so no pixel would count in the loss; give the classes to learn a positive weight (1 is neutral).");
         ectx.CheckUserArg(double.IsFinite(o.PolyPower) && o.PolyPower >= 0, nameof(Options.PolyPower),
             $"PolyPower must be finite and not negative (1 = linear decay, 0 = constant rate); got {o.PolyPower}.");
-        ectx.CheckUserArg(o.IgnoreIndex < 0 || o.IgnoreIndex >= o.NumberOfClasses, nameof(Options.IgnoreIndex),
-            $"IgnoreIndex {o.IgnoreIndex} is a class index (NumberOfClasses is {o.NumberOfClasses}); use a value outside the classes, such as 255.");
-        ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.Length == o.NumberOfClasses, nameof(Options.ClassWeights),
-            $"ClassWeights has {o.ClassWeights?.Length} entries but NumberOfClasses is {o.NumberOfClasses}.");
+        ectx.CheckUserArg(classes == 0 || o.IgnoreIndex < 0 || o.IgnoreIndex >= classes, nameof(Options.IgnoreIndex),
+            $"IgnoreIndex {o.IgnoreIndex} is a class index (NumberOfClasses is {classes}); use a value outside the classes, such as 255.");
+        ectx.CheckUserArg(classes == 0 || o.ClassWeights is null || o.ClassWeights.Length == classes, nameof(Options.ClassWeights),
+            $"ClassWeights has {o.ClassWeights?.Length} entries but NumberOfClasses is {classes}.");
         ectx.CheckUserArg(o.CropSize >= 32, nameof(Options.CropSize), $"CropSize must be at least 32 pixels; got {o.CropSize}.");
         ectx.CheckUserArg(o.BatchSize >= 1, nameof(Options.BatchSize), $"BatchSize must be at least 1; got {o.BatchSize}.");
         ectx.CheckUserArg(o.MaxEpochs >= 1, nameof(Options.MaxEpochs), $"MaxEpochs must be at least 1; got {o.MaxEpochs}.");
@@ -85,7 +95,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         SchemaChecks.CheckImageColumn(_host, inputSchema, _options.ImageColumnName);
         SchemaChecks.CheckMaskColumn(_host, inputSchema, _options.LabelColumnName, "label");
         var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (var c in RowPrediction.OutputShape(_options.PredictedLabelColumnName, _options.ProbabilitiesColumnName))
+        foreach (var c in RowPrediction.OutputShape(_options.PredictedLabelColumnName, _options.ScoreColumnName))
             columns[c.Name] = c;
         return new SchemaShape(columns.Values);
     }
@@ -103,13 +113,26 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         }
 
         using var ch = _host.Start("Training");
-        var settings = _settings;
-        var training = ToTrainingSettings(_options);
+        int declared = DeclaredClasses(_options);
+        var training = ToTrainingSettings(_options) with { NumberOfClasses = declared };
         var device = TorchDevice.Resolve(_host, ch);
         int seed = _host.Rand.Next();
         torch.random.manual_seed(seed);
 
-        var rows = LabelScan.Run(_host, input, training, "training data");
+        var (rows, largestLabel) = LabelScan.Run(_host, input, training, "training data");
+        var settings = _settings;
+        if (declared == 0)
+        {
+            // As ML.NET's trainers take the class count from the label column: the largest class index seen, plus one.
+            int inferred = largestLabel + 1;
+            if (inferred < 2)
+                throw _host.Except($"Every labelled pixel of the training data is class {Math.Max(largestLabel, 0)}, so the number of classes cannot be inferred; " +
+                    "set NumberOfClasses (background included).");
+            Validate(_host, _options, inferred);
+            settings = SegmentationModelSettings.FromOptions(_options, inferred);
+            training = training with { NumberOfClasses = inferred };
+            ch.Info($"NumberOfClasses inferred from the training labels: {inferred} (largest label {largestLabel}, ignore index {_options.IgnoreIndex} left out).");
+        }
         ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
 
         var network = SegmentationNetwork.Create(settings.Architecture, _options.PretrainedWeightsPath, _options.FreezeBatchNorm);

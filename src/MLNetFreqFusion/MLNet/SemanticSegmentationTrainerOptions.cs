@@ -12,8 +12,11 @@ public sealed partial class SemanticSegmentationTrainer
         public const string ImageColumnName = "Image";
         public const string LabelColumnName = "Label";
         public const string PredictedLabelColumnName = "PredictedLabel";
+        public const string ScoreColumnName = "Score";
         public const int IgnoreIndex = 255;
         public const SegmentationBackbone Backbone = SegmentationBackbone.ResNet18;
+        /// <summary>The short catalog overload's backbone: pretrained, and its weights arrive with a NuGet package.</summary>
+        public const SegmentationBackbone ShortOverloadBackbone = SegmentationBackbone.ResNet18ImageNet;
         public const SegmentationDecoder Decoder = SegmentationDecoder.FreqFusion;
         public const int CompressRatio = 4;
         public const double DropoutRatio = 0.1;
@@ -47,12 +50,19 @@ public sealed partial class SemanticSegmentationTrainer
         public string PredictedLabelColumnName = Defaults.PredictedLabelColumnName;
 
         /// <summary>
-        /// Optional output column of per-class probabilities (vector of float, K × H × W, class-major). Null (the
-        /// default) adds no such column: it is large.
+        /// Output column of per-class probabilities (vector of float, K × H × W, class-major, summing to 1 over the
+        /// classes of each pixel), named like the per-class scores of ML.NET's other trainers. Default "Score". It is
+        /// large, but costs nothing unless read: a prediction computes it only for a cursor that asks for it. Null
+        /// leaves the column out (models saved before it was named Score did so by default and load unchanged).
         /// </summary>
-        public string? ProbabilitiesColumnName;
+        public string? ScoreColumnName = Defaults.ScoreColumnName;
 
-        /// <summary>Number of classes K (at least 2). Label values must be below K or equal <see cref="IgnoreIndex"/>. Required.</summary>
+        /// <summary>
+        /// Number of classes K (at least 2). Label values must be below K or equal <see cref="IgnoreIndex"/>. Default 0:
+        /// the number of <see cref="ClassNames"/> when they are given, otherwise inferred at Fit from the training labels
+        /// as ML.NET's trainers infer it from a label column: the largest label value + 1, the ignore index left out. A
+        /// value given here wins; a label value it does not cover is an error naming the row and file.
+        /// </summary>
         public int NumberOfClasses;
 
         /// <summary>Label value left out of the loss and the metrics. Default 255.</summary>

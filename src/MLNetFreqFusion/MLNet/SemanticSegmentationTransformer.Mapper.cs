@@ -24,11 +24,11 @@ public sealed partial class SemanticSegmentationTransformer
         }
 
         public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore() =>
-            RowPrediction.OutputColumns(_owner._settings.PredictedLabelColumnName, _owner._settings.ProbabilitiesColumnName)
+            RowPrediction.OutputColumns(_owner._settings.PredictedLabelColumnName, _owner._settings.ScoreColumnName)
                 .Select(c => new DataViewSchema.DetachedColumn(c.Name, c.Type)).ToArray();
 
         public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
-            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
+            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ScoreColumnName is not null && activeOutput(1)));
 
         public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
 
@@ -64,7 +64,7 @@ public sealed partial class SemanticSegmentationTransformer
             return getters;
         }
 
-        int OutputColumnCount => _owner._settings.ProbabilitiesColumnName is null ? 1 : 2;
+        int OutputColumnCount => _owner._settings.ScoreColumnName is null ? 1 : 2;
 
         public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
             => throw Contracts.ExceptNotSupp("CreateGetters makes every getter of this mapper.");

@@ -5,21 +5,23 @@ using MLNetFreqFusion.Data;
 namespace MLNetFreqFusion.Training;
 
 /// <summary>
-/// One pass over a label column before training: counts the rows and rejects label values that are neither a class
-/// nor the ignore index, naming the row and file, so that a bad mask fails in seconds rather than mid-epoch.
+/// One pass over a label column before training: counts the rows, finds the largest label value other than the
+/// ignore index, and, when the number of classes is known (not 0), rejects label values that are neither a class nor
+/// the ignore index, naming the row and file, so that a bad mask fails in seconds rather than mid-epoch.
 /// </summary>
 internal static class LabelScan
 {
-    public static int Run(IHost host, IDataView data, TrainingSettings o, string what)
+    public static (int Rows, int LargestLabel) Run(IHost host, IDataView data, TrainingSettings o, string what)
     {
-        int rows = 0;
+        int rows = 0, largest = -1;
         long classPixels = 0, ignorePixels = 0, labelledPixels = 0;
         foreach (var (_, mask) in SegmentationRows.Masks(host, data, o.LabelColumnName))
         {
             foreach (var value in mask.Labels)
             {
                 if (value == o.IgnoreIndex) { ignorePixels++; continue; }
-                if (value < o.NumberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
+                largest = Math.Max(largest, value);
+                if (o.NumberOfClasses == 0 || value < o.NumberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
                 throw host.Except(BadValueMessage(rows, mask, value, o));
             }
             rows++;
@@ -37,7 +39,7 @@ internal static class LabelScan
             throw host.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +
                 "{ ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }) and NumberOfClasses = 2.");
-        return rows;
+        return (rows, largest);
     }
 
     static string BadValueMessage(int row, SegmentationMask mask, int value, TrainingSettings o)

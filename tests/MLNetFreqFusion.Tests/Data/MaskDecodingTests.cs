@@ -21,7 +21,8 @@ public sealed class MaskDecodingTests : TempFolderTests
         try
         {
             pixmap.Reset(info, handle.AddrOfPinnedObject(), info.RowBytes);
-            using var data = pixmap.Encode(new SKPngEncoderOptions(filters, 6));
+            using var data = pixmap.Encode(new SKPngEncoderOptions(filters, 6))
+                ?? throw new InvalidOperationException($"SkiaSharp could not encode the {type} test PNG {path}.");
             File.WriteAllBytes(path, data.ToArray());
         }
         finally

@@ -48,6 +48,31 @@ public sealed class SegmentationMetricsTests
     }
 
     [TestMethod]
+    public void MLNetsConfusionMatrixAndAccuracyNamesCarryTheSameNumbers()
+    {
+        var m = ComputeExample();
+        var expected = m.GetConfusionMatrix();
+        Microsoft.ML.Data.ConfusionMatrix matrix = m.ConfusionMatrix;
+        Assert.AreEqual(5, matrix.Counts.Count);
+        for (int l = 0; l < 5; l++)
+            for (int p = 0; p < 5; p++)
+            {
+                Assert.AreEqual(expected[l, p], matrix.Counts[l][p], $"row {l} (label), column {p} (prediction)");
+                Assert.AreEqual(expected[l, p], matrix.GetCountForClassPair(p, l));
+            }
+        CollectionAssert.AreEqual(m.PerClassPrecision.ToArray(), matrix.PerClassPrecision.ToArray());
+        CollectionAssert.AreEqual(m.PerClassRecall.ToArray(), matrix.PerClassRecall.ToArray());
+        StringAssert.Contains(matrix.GetFormattedConfusionTable(), "Confusion table");
+        var named = new SegmentationMetricsAccumulator(5, classNames: ["sky", "road", "car", "tree", "person"]);
+        named.Update(Predicted, Label, 4, 2);
+        foreach (var name in new[] { "sky", "road", "car", "tree", "person" })
+            StringAssert.Contains(named.Compute().ConfusionMatrix.GetFormattedConfusionTable(), name, "class names head ML.NET's table");
+        Assert.AreSame(matrix, m.ConfusionMatrix, "built once");
+        Assert.AreEqual(m.PixelAccuracy, m.MicroAccuracy);
+        Assert.AreEqual(4.0 / 9, m.MacroAccuracy, Tolerance);
+    }
+
+    [TestMethod]
     public void ConfusionMatrixHasLabelRowsAndPredictionColumnsWithoutIgnoredPixels()
     {
         var expected = new long[5, 5];

@@ -25,13 +25,12 @@ public sealed class InferenceAndTrainingOptionsTests
     {
         var ml = new MLContext(seed: 1);
         var options = DigitsSeg.TinyOptions(epochs: 1);
-        options.ProbabilitiesColumnName = "Probabilities";
         configure(options);
         var model = DigitsSeg.Fit(ml, options, rows: 4);
         return (model, model.Transform(DigitsSeg.Load(ml, "test", TestRows)), ml);
     }
 
-    // The default inference settings plus the probabilities column, shared by the tests that need no other option.
+    // The default inference settings and columns (Score included), shared by the tests that need no other option.
     static TransformerChain<SemanticSegmentationTransformer> _plain = null!;
     static IDataView _plainScored = null!;
     static MLContext _plainMl = null!;
@@ -49,7 +48,7 @@ public sealed class InferenceAndTrainingOptionsTests
     /// </summary>
     static Scored[] Read(IDataView scored)
     {
-        var columns = new[] { scored.Schema["Image"], scored.Schema["PredictedLabel"], scored.Schema["Probabilities"] };
+        var columns = new[] { scored.Schema["Image"], scored.Schema["PredictedLabel"], scored.Schema["Score"] };
         var rows = new List<Scored>();
         using var cursor = scored.GetRowCursor(columns);
         var getImage = cursor.GetGetter<MLImage>(columns[0]);
@@ -179,7 +178,7 @@ public sealed class InferenceAndTrainingOptionsTests
     public void ProbabilitiesAreADistributionPerPixelMatchThePredictionAndSurviveSaveAndLoad()
     {
         var (model, ml) = (_plain, _plainMl);
-        Assert.AreEqual(NumberDataViewType.Single, ((VectorDataViewType)_plainScored.Schema["Probabilities"].Type).ItemType);
+        Assert.AreEqual(NumberDataViewType.Single, ((VectorDataViewType)_plainScored.Schema["Score"].Type).ItemType);
         var rows = Read(_plainScored);
         const int pixels = Width * Height;
         for (int row = 0; row < TestRows; row++)
@@ -223,11 +222,77 @@ public sealed class InferenceAndTrainingOptionsTests
     {
         var rows = Read(_plainScored);
         var masks = _plainScored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
-        var probabilities = _plainScored.GetColumn<float[]>("Probabilities").ToArray();
+        var probabilities = _plainScored.GetColumn<float[]>("Score").ToArray();
         for (int row = 0; row < TestRows; row++)
         {
             CollectionAssert.AreEqual(rows[row].PredictedLabel.Labels, masks[row].Labels, $"row {row}");
             CollectionAssert.AreEqual(rows[row].Probabilities, probabilities[row], $"row {row}");
+        }
+    }
+
+    [TestMethod]
+    public void NumberOfClassesIsInferredFromTheTrainingLabelsUnlessGivenAndAMismatchIsAClearError()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = DigitsSeg.Load(ml, "train", 4);
+        int largest = DigitsSeg.Inputs(ml).Fit(train).Transform(train).GetColumn<SegmentationMask>("Label")
+            .SelectMany(m => m.Labels).Where(v => v != 255).Max(v => (int)v);
+        var inferred = DigitsSeg.TinyOptions(epochs: 1);
+        inferred.NumberOfClasses = 0;
+        using (var model = DigitsSeg.Fit(ml, inferred, rows: 4))
+        {
+            Assert.AreEqual(largest + 1, model.LastTransformer.NumberOfClasses, "the largest label + 1");
+            Assert.AreEqual(largest + 1, ml.SemanticSegmentation().Evaluate(model.Transform(DigitsSeg.Load(ml, "test", 1))).NumberOfClasses);
+        }
+
+        var given = DigitsSeg.TinyOptions(epochs: 1);
+        given.NumberOfClasses = largest + 3;
+        using (var model = DigitsSeg.Fit(ml, given, rows: 4))
+            Assert.AreEqual(largest + 3, model.LastTransformer.NumberOfClasses, "an explicit value wins");
+
+        var tooFewNames = DigitsSeg.TinyOptions(epochs: 1);
+        tooFewNames.NumberOfClasses = 0;
+        tooFewNames.ClassNames = ["background", "one"];
+        var e = Assert.Throws<InvalidOperationException>(() => DigitsSeg.Fit(ml, tooFewNames, rows: 4));
+        StringAssert.Contains(e.Message, "is not a class (NumberOfClasses is 2)", "two ClassNames make two classes, which the labels exceed");
+        StringAssert.Contains(e.Message, "train_00000.png");
+    }
+
+    [TestMethod]
+    public void TheShortOverloadStartsFromThePretrainedBackboneAndAddsTheScoreColumn()
+    {
+        var ml = new MLContext(seed: 1);
+        using var model = DigitsSeg.Inputs(ml)
+            .Append(ml.SemanticSegmentation().Trainers.FreqFusion(numberOfClasses: Classes, maxEpochs: 1, batchSize: 4, cropSize: 64))
+            .Fit(DigitsSeg.Load(ml, "train", 4));
+        Assert.AreEqual(SegmentationBackbone.ResNet18ImageNet, model.LastTransformer.Backbone);
+        var score = model.Transform(DigitsSeg.Load(ml, "test", 1)).Schema.GetColumnOrNull("Score");
+        Assert.IsNotNull(score, "ML.NET's name for a trainer's per-class output");
+        Assert.AreEqual(NumberDataViewType.Single, ((VectorDataViewType)score.Value.Type).ItemType);
+    }
+
+    [TestMethod]
+    public void AModelSavedWithoutAScoreColumnAsBeforeTheRenameLoadsWithoutOne()
+    {
+        // Before the column was named Score it was optional and off by default: such models store no column name,
+        // which is what ScoreColumnName = null writes today (same format version).
+        var ml = new MLContext(seed: 1);
+        var options = DigitsSeg.TinyOptions(epochs: 1);
+        options.ScoreColumnName = null;
+        using var model = DigitsSeg.Fit(ml, options, rows: 4);
+        var path = Path.Combine(Path.GetTempPath(), $"ffseg-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
+            var loaded = new MLContext().Model.Load(path, out _);
+            var schema = loaded.Transform(DigitsSeg.Load(ml, "test", TestRows)).Schema;
+            Assert.IsNotNull(schema.GetColumnOrNull("PredictedLabel"));
+            Assert.IsNull(schema.GetColumnOrNull("Score"), "no Score column in a model that was saved without one");
+            Assert.IsNotNull(_plainScored.Schema.GetColumnOrNull("Score"), "while a model with the default options has it");
+        }
+        finally
+        {
+            File.Delete(path);
         }
     }
 
@@ -389,7 +454,7 @@ public sealed class InferenceAndTrainingOptionsTests
         // same here gives the weights it started from.
         long seed = torch.random.initial_seed();
         torch.random.manual_seed(seed);
-        using var initial = SegmentationNetwork.Create(SegmentationModelSettings.FromOptions(options).Architecture, options.PretrainedWeightsPath, options.FreezeBatchNorm);
+        using var initial = SegmentationNetwork.Create(SegmentationModelSettings.FromOptions(options, options.NumberOfClasses).Architecture, options.PretrainedWeightsPath, options.FreezeBatchNorm);
         return new Run(freezeBackboneEpochs, seed, Weights.Of(initial), final);
     }
 }

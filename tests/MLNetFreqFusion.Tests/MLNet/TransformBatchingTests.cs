@@ -48,7 +48,7 @@ public sealed class TransformBatchingTests
         {
             NumberOfClasses = 11, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion,
             DecoderChannels = 16, CropSize = 32, BatchSize = 4, MaxEpochs = 1, WarmupSteps = 0, LearningRate = 1e-3,
-            ProbabilitiesColumnName = Probabilities, InferenceBatchSize = 3,
+            ScoreColumnName = Probabilities, InferenceBatchSize = 3,
         };
         var pipeline = DigitsSeg.Inputs(_ml).Append(_ml.SemanticSegmentation().Trainers.FreqFusion(options));
         var model = pipeline.Fit(DigitsSeg.Load(_ml, "train", 4));
