@@ -38,11 +38,7 @@ public sealed class HostileDataTests : TempFolderTests
     public void TrainingOnLabelsThatAreAllTheIgnoreIndexDoesNotBlameClass0()
     {
         var (ml, data) = OnePair(255);
-        var options = new SemanticSegmentationTrainer.Options
-        {
-            NumberOfClasses = 2, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.Bilinear,
-            DecoderChannels = 16, CropSize = 64, BatchSize = 1, MaxEpochs = 1, WarmupSteps = 0,
-        };
+        var options = Tiny();
 
         var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(options).Fit(data));
 
@@ -55,11 +51,7 @@ public sealed class HostileDataTests : TempFolderTests
     public void AfterCancelExecutionTheContextStaysCancelledAndANewOneWorks()
     {
         var (ml, data) = OnePair(1);
-        var options = new SemanticSegmentationTrainer.Options
-        {
-            NumberOfClasses = 2, Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.Bilinear,
-            DecoderChannels = 16, CropSize = 64, BatchSize = 1, MaxEpochs = 1, WarmupSteps = 0,
-        };
+        var options = Tiny();
 
         ml.CancelExecution();
 
