@@ -32,18 +32,18 @@ internal sealed class OnnxNetworkEmitter : OnnxModuleEmitter
         ArgumentNullException.ThrowIfNull(network);
         var builder = new OnnxGraphBuilder();
         new OnnxNetworkEmitter(builder, network).EmitGraph();
-        var options = network.Options;
+        var architecture = network.Architecture;
         var metadata = new Dictionary<string, string>
         {
-            ["backbone"] = options.Backbone.ToString(),
-            ["decoder"] = options.Decoder.ToString(),
+            ["backbone"] = architecture.Backbone.ToString(),
+            ["decoder"] = architecture.Decoder.ToString(),
             ["number_of_classes"] = network.NumberOfClasses.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["size_divisor"] = SegmentationNetwork.SizeDivisor.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         if (classNames is not null)
             metadata["class_names"] = JsonSerializer.Serialize(classNames);
         return builder.ToModel(
-            $"MLNetFreqFusion semantic segmentation ({options.Backbone} + {options.Decoder}): '{InputName}' float32 [N,3,H,W] RGB 0..255 → " +
+            $"MLNetFreqFusion semantic segmentation ({architecture.Backbone} + {architecture.Decoder}): '{InputName}' float32 [N,3,H,W] RGB 0..255 → " +
             $"'{LogitsName}' float32 [N,K,H,W], '{LabelsName}' int64 [N,H,W].",
             metadata);
     }
@@ -58,7 +58,7 @@ internal sealed class OnnxNetworkEmitter : OnnxModuleEmitter
         x = MirrorPad(x, axis: 2);
         x = MirrorPad(x, axis: 3);
         var features = Backbone(x, backbone, "backbone");
-        var stages = _network.Options.DecoderInputStages ?? [0, 1, 2, 3];
+        var stages = _network.Architecture.InputStages;
         var logits = DecodeHead(stages.Select(s => features[s]).ToArray());
         logits = B.ResizeBilinear(logits, B.Dims(x, 2, 4));
         logits = B.Node("Slice", [logits, B.Int64s(0, 0), B.Dims(InputName, 2, 4), B.Int64s(2, 3)]);

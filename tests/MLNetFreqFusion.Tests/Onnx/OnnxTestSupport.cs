@@ -45,8 +45,8 @@ internal static class OnnxTestSupport
     public static SegmentationNetwork TinyNetwork(SegmentationBackbone backbone, SegmentationDecoder decoder, int classes, int seed)
     {
         torch.manual_seed(seed);
-        var options = new SegmentationNetworkOptions { Backbone = backbone, Decoder = decoder, NumberOfClasses = classes, DecoderChannels = 16 };
-        var network = SegmentationNetwork.Assemble(TinyBackbone(backbone), options, 16);
+        var architecture = new SegmentationArchitecture { Backbone = backbone, Decoder = decoder, NumberOfClasses = classes, DecoderChannels = 16 };
+        var network = SegmentationNetwork.Assemble(TinyBackbone(backbone), architecture, 16);
         using (torch.no_grad())
         {
             foreach (var (_, parameter) in network.named_parameters())
@@ -105,7 +105,7 @@ internal static class OnnxTestSupport
         var normalized = network.BackboneModule.Normalization.Apply(x);
         var padded = SegmentationNetwork.MirrorPad(normalized, (divisor - width % divisor) % divisor, (divisor - height % divisor) % divisor);
         var features = network.BackboneModule.call(padded);
-        var stages = network.Options.DecoderInputStages ?? [0, 1, 2, 3];
+        var stages = network.Architecture.InputStages;
         var logits = network.DecodeHeadModule.call(stages.Select(s => features[s]).ToArray());
         logits = nn.functional.interpolate(logits, [padded.shape[2], padded.shape[3]], mode: InterpolationMode.Bilinear, align_corners: false);
         return scope.MoveToOuter(logits[.., .., ..(int)height, ..(int)width].to(ScalarType.Float32).contiguous());
