@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Onnx;
 using MLNetFreqFusion.Data;
 using MLNetFreqFusion.Onnx;
 using MLNetFreqFusion.Tests.MLNet;
@@ -87,6 +88,49 @@ public sealed class OnnxExportTransformerTests
             image.Dispose();
     }
 
+    /// <summary>The ML.NET deployment of docs/deploy-onnx.md, run: ApplyOnnxModel predicts the transformer's masks.</summary>
+    [TestMethod]
+    public void MLNetApplyOnnxModelPipelinePredictsTheTransformersMasks()
+    {
+        var folder = Directory.CreateTempSubdirectory("onnx-mlnet-").FullName;
+        try
+        {
+            string modelPath = Path.Combine(folder, "model.onnx"), imageFolder = DigitsSeg.Root;
+            Segmenter.ExportToOnnx(modelPath);
+            var ml = new MLContext(seed: 1);
+            IDataView data = DigitsSeg.Load(ml, "test");
+            // <snippet:onnx-mlnet>
+            const int width = 84, height = 64;   // every image is resized to one size, so the input shape is fixed
+            var pipeline = ml.Transforms.LoadImages("Image", imageFolder, inputColumnName: "ImagePath")
+                .Append(ml.Transforms.ResizeImages("Image", width, height))
+                .Append(ml.Transforms.ExtractPixels("image", "Image"))   // planar R, G, B as 0..255 floats: the graph's input
+                .Append(ml.Transforms.ApplyOnnxModel(new OnnxOptions
+                {
+                    ModelFile = modelPath, InputColumns = new[] { "image" }, OutputColumns = new[] { "labels" },
+                    ShapeDictionary = new Dictionary<string, int[]> { ["image"] = new[] { 1, 3, height, width } },
+                }));
+            IDataView scored = pipeline.Fit(data).Transform(data);
+            long[][] labels = scored.GetColumn<long[]>("labels").ToArray();   // height × width class indices per row
+            // </snippet:onnx-mlnet>
+            var masks = _model.Transform(DigitsSeg.Load(_ml, "test")).GetColumn<SegmentationMask>("PredictedLabel").ToArray();
+            Assert.AreEqual(masks.Length, labels.Length);
+            long pixels = 0, equal = 0;
+            for (int i = 0; i < masks.Length; i++)
+            {
+                Assert.AreEqual((masks[i].Width, masks[i].Height), (width, height), "the test images are 84×64, so the resize keeps them");
+                for (int p = 0; p < labels[i].Length; p++, pixels++)
+                    equal += labels[i][p] == masks[i].Labels[p] ? 1 : 0;
+            }
+            double agreement = (double)equal / pixels;
+            Console.WriteLine($"ApplyOnnxModel masks agree with the transformer on {agreement:P4} of {pixels} pixels");
+            Assert.IsTrue(agreement >= 0.999, $"masks agree on {agreement:P4}");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [TestMethod]
     public void ExportToAPathWritesALoadableFileAndReplacesAnOldOne()
     {
@@ -95,7 +139,11 @@ public sealed class OnnxExportTransformerTests
         {
             var path = Path.Combine(folder, "model.onnx");
             File.WriteAllText(path, "an older file");
-            Segmenter.ExportToOnnx(path);
+            var model = _model;
+            // <snippet:onnx-export>
+            SemanticSegmentationTransformer segmenter = model.LastTransformer;   // model: the fitted (or loaded) pipeline
+            segmenter.ExportToOnnx(path);                                      // or ExportToOnnx(stream)
+            // </snippet:onnx-export>
             using var session = OnnxTestSupport.Session(File.ReadAllBytes(path));
             CollectionAssert.AreEqual(new[] { OnnxNetworkEmitter.InputName }, session.InputMetadata.Keys.ToArray());
             CollectionAssert.AreEquivalent(new[] { OnnxNetworkEmitter.LogitsName, OnnxNetworkEmitter.LabelsName }, session.OutputMetadata.Keys.ToArray());
