@@ -28,7 +28,11 @@ public sealed class OnnxSegmenter : IDisposable
     /// <summary>The class index of every pixel, row-major, and the image size; null when the bytes are not an image.</summary>
     public (int Width, int Height, long[] Labels)? Segment(byte[] encodedImage)
     {
-        using var bitmap = SKBitmap.Decode(encodedImage);
+        // SKBitmap.Decode throws instead of returning null when no codec recognises the bytes.
+        using var codec = SKCodec.Create(new SKMemoryStream(encodedImage));
+        if (codec is null)
+            return null;
+        using var bitmap = SKBitmap.Decode(codec);
         if (bitmap is null)
             return null;
         return (bitmap.Width, bitmap.Height, Segment(bitmap));
