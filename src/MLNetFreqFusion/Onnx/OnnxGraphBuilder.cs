@@ -18,6 +18,7 @@ internal sealed class OnnxGraphBuilder
     readonly Dictionary<string, string> _int64Constants = new();
     readonly Dictionary<float, string> _floatConstants = new();
     readonly HashSet<string> _names = new();
+    string? _nearestScales;
     int _counter;
 
     /// <summary>A fresh value name that starts with <paramref name="hint"/>.</summary>
@@ -59,26 +60,20 @@ internal sealed class OnnxGraphBuilder
     }
 
     /// <summary>A 1-D int64 constant (shapes, axes, indices, slice bounds); equal constants are shared.</summary>
-    public string Int64s(params long[] values)
+    public string Int64s(params long[] values) => Int64Constant(values, scalar: false);
+
+    /// <summary>A 0-D int64 constant (Range bounds, Gather of one dimension).</summary>
+    public string Int64Scalar(long value) => Int64Constant([value], scalar: true);
+
+    string Int64Constant(long[] values, bool scalar)
     {
-        var key = string.Join(",", values);
+        var key = (scalar ? "s" : "") + string.Join(",", values);
         if (_int64Constants.TryGetValue(key, out var existing))
             return existing;
         var tensor = new TensorProto { Name = Unique("const_i64"), DataType = (int)TensorProto.Types.DataType.Int64 };
-        tensor.Dims.Add(values.Length);
+        if (!scalar)
+            tensor.Dims.Add(values.Length);
         tensor.Int64Data.AddRange(values);
-        _graph.Initializer.Add(tensor);
-        return _int64Constants[key] = tensor.Name;
-    }
-
-    /// <summary>A 0-D int64 constant (Range bounds, Gather of one dimension).</summary>
-    public string Int64Scalar(long value)
-    {
-        var key = "s" + value;
-        if (_int64Constants.TryGetValue(key, out var existing))
-            return existing;
-        var tensor = new TensorProto { Name = Unique("const_i64s"), DataType = (int)TensorProto.Types.DataType.Int64 };
-        tensor.Int64Data.Add(value);
         _graph.Initializer.Add(tensor);
         return _int64Constants[key] = tensor.Name;
     }
@@ -123,13 +118,9 @@ internal sealed class OnnxGraphBuilder
         var attribute = new AttributeProto { Name = name };
         switch (value)
         {
-            case int i:
+            case int or long:
                 attribute.Type = AttributeProto.Types.AttributeType.Int;
-                attribute.I = i;
-                break;
-            case long l:
-                attribute.Type = AttributeProto.Types.AttributeType.Int;
-                attribute.I = l;
+                attribute.I = Convert.ToInt64(value);
                 break;
             case float f:
                 attribute.Type = AttributeProto.Types.AttributeType.Float;
@@ -210,12 +201,15 @@ internal sealed class OnnxGraphBuilder
     /// <summary>Nearest 2× up-sampling as torch's nearest interpolate: out[y] = in[⌊y/2⌋].</summary>
     public string Nearest2x(string x)
     {
-        var scales = Unique("scales");
-        var tensor = new TensorProto { Name = scales, DataType = (int)TensorProto.Types.DataType.Float };
-        tensor.Dims.Add(4);
-        tensor.FloatData.AddRange([1f, 1f, 2f, 2f]);
-        _graph.Initializer.Add(tensor);
-        return Node("Resize", [x, "", scales],
+        if (_nearestScales is null)
+        {
+            var tensor = new TensorProto { Name = Unique("scales_2x"), DataType = (int)TensorProto.Types.DataType.Float };
+            tensor.Dims.Add(4);
+            tensor.FloatData.AddRange([1f, 1f, 2f, 2f]);
+            _graph.Initializer.Add(tensor);
+            _nearestScales = tensor.Name;
+        }
+        return Node("Resize", [x, "", _nearestScales],
             ("mode", "nearest"), ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor"));
     }
 }
