@@ -208,6 +208,7 @@ internal sealed class EfficientSelfAttention : Module<Tensor, long, long, Tensor
     private readonly Conv2d? sr;
     private readonly LayerNorm? layer_norm;
     private readonly int _heads;
+    internal int Heads => _heads;
 
     public EfficientSelfAttention(int hidden, int heads, int srRatio) : base(nameof(EfficientSelfAttention))
     {

@@ -133,4 +133,39 @@ public sealed partial class SemanticSegmentationTransformer : RowToRowTransforme
 
     /// <summary>Releases the network's native memory.</summary>
     public void Dispose() => _network.Dispose();
+
+    /// <summary>
+    /// Writes the model as one self-contained ONNX file (opset 17, weights included) that runs in ONNX Runtime or
+    /// ML.NET's ApplyOnnxModel without TorchSharp. Input <c>image</c>: float32 [N, 3, H, W], RGB, raw 0–255, any
+    /// N, H and W; the graph normalises, mirror-pads to the network stride and crops back as the TorchSharp forward
+    /// does. Outputs: <c>logits</c> float32 [N, K, H, W] (before softmax) and <c>labels</c> int64 [N, H, W] (argmax).
+    /// Batch norm is folded into the convolutions (eval mode). Flip-test and sliding-window inference are not in the
+    /// graph: they stay TorchSharp features of this transformer, so with them on the ONNX model predicts the plain
+    /// whole-image forward. Class names are stored in the metadata entry <c>class_names</c> (a JSON array).
+    /// </summary>
+    /// <param name="destination">An open, writable stream; the model is written at its current position.</param>
+    /// <exception cref="ArgumentException">The stream is closed or read-only.</exception>
+    public void ExportToOnnx(Stream destination)
+    {
+        _predictor.WithNetwork(network =>
+        {
+            Onnx.OnnxExport.ToStream(network, _settings.ClassNames, destination);
+            return true;
+        });
+    }
+
+    /// <summary>
+    /// Writes the model as an ONNX file at <paramref name="path"/> (see <see cref="ExportToOnnx(Stream)"/>). The file
+    /// is written under a temporary name and moved into place, so a failed export leaves no partial file.
+    /// </summary>
+    /// <param name="path">The .onnx file to create or replace; its folder must exist.</param>
+    /// <exception cref="IOException">The folder is missing or not writable.</exception>
+    public void ExportToOnnx(string path)
+    {
+        _predictor.WithNetwork(network =>
+        {
+            Onnx.OnnxExport.ToFile(network, _settings.ClassNames, path);
+            return true;
+        });
+    }
 }
