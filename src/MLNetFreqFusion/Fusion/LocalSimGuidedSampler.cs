@@ -111,7 +111,8 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             .permute(0, 2, 3, 4, 1)
             .reshape(b * _groups, Scale * h, Scale * w, 2);
         var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
-        return nn.functional.grid_sample(grouped, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)
+        return OperatorProfile.Section("grid_sample", grouped, grid,
+                (input, positions) => nn.functional.grid_sample(input, positions, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false))
             .view(b, -1, Scale * h, Scale * w);
     }
 }

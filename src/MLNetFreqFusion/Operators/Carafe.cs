@@ -27,7 +27,8 @@ internal static class Carafe
     public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
     {
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
-        return LeanFunction.apply(x, kernels, new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding));
+        var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
+        return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }
 
     sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding)
