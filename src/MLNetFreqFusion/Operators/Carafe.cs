@@ -26,6 +26,8 @@ internal static class Carafe
     /// <returns>The reassembled features [B, C, up·h, up·w].</returns>
     public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
     {
+        if (UseGemm)
+            return Gemm(x, kernels, kernelSize, upFactor, padding);
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
         var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
         return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
@@ -127,6 +129,142 @@ internal static class Carafe
         Tensor? gradKernels = gradPhased is null ? null
             : g.Up == 1 ? gradPhased.view(g.B, g.Groups * k2, g.H, g.W)
             : nn.functional.pixel_shuffle(gradPhased.view(g.B, g.Groups * k2 * g.Phases, g.H, g.W), g.Up);
+        return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The same operator as <see cref="Lean"/>, computed as batched matrix products: per source pixel, the up²
+    /// sub-pixel kernels [up², k²] times the k² window rows of the channels [k², C] (the window gathered once per block
+    /// of channels, channels last). Memory stays bounded by <see cref="GemmBlockBytes"/> per block.
+    /// </summary>
+    internal static Tensor Gemm(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
+    {
+        var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
+        var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
+        return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => GemmFunction.apply(features, weights, geometry));
+    }
+
+    /// <summary>Upper bound of one block's gathered windows, in bytes: large enough for few, efficient products, small enough to stay in cache.</summary>
+    internal static long GemmBlockBytes { get; set; } = 8L << 20;
+
+    internal static bool UseGemm { get; set; }
+
+    sealed class GemmFunction : autograd.SingleTensorFunction<GemmFunction>
+    {
+        public override string Name => "GemmCarafe";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, kernels, geometry) = ((Tensor)vars[0], (Tensor)vars[1], (Geometry)vars[2]);
+            ctx.save_for_backward(new List<Tensor> { x, kernels });
+            ctx.save_data("geometry", geometry);
+            ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
+            return GemmForward(x, kernels, geometry);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var saved = ctx.get_saved_variables();
+            var geometry = (Geometry)ctx.get_data("geometry");
+            var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
+            var (gradX, gradKernels) = GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            saved.ForEach(t => t.Dispose());
+            return new List<Tensor> { gradX!, gradKernels!, null! };
+        }
+    }
+
+    /// <summary>Channel blocks [start, start + count) that never straddle a kernel group.</summary>
+    static IEnumerable<(long Group, long Start, long Count)> Blocks(Geometry g)
+    {
+        long perPixel = g.B * g.H * g.W * (long)g.K * g.K * sizeof(float);
+        long block = Math.Clamp(GemmBlockBytes / Math.Max(1, perPixel), 1, g.ChannelsPerGroup);
+        for (long group = 0; group < g.Groups; group++)
+            for (long start = 0; start < g.ChannelsPerGroup; start += block)
+                yield return (group, group * g.ChannelsPerGroup + start, Math.Min(block, g.ChannelsPerGroup - start));
+    }
+
+    /// <summary>The k×k windows of channels [start, start + count) of a channels-last padded map: [B·h·w, k², count].</summary>
+    static Tensor Windows(Tensor paddedLast, Geometry g, long start, long count)
+    {
+        long c = g.C, hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
+        using var view = paddedLast.as_strided(
+            new[] { g.B, g.H, g.W, g.K, g.K, count },
+            new[] { hp * wp * c, wp * c, c, wp * c, c, 1 },
+            paddedLast.storage_offset() + start);
+        return view.reshape(g.B * g.H * g.W, (long)g.K * g.K, count);
+    }
+
+    /// <summary>[B, G·k², up·h, up·w] → [B, G, h, w, up², k²]: per source pixel, its up² sub-pixel kernels as rows.</summary>
+    static Tensor KernelRows(Tensor kernels, Geometry g) =>
+        kernels.view(g.B, g.Groups, (long)g.K * g.K, g.H, g.Up, g.W, g.Up).permute(0, 1, 3, 5, 4, 6, 2).contiguous();
+
+    static Tensor GemmForward(Tensor x, Tensor kernels, Geometry g)
+    {
+        using var scope = NewDisposeScope();
+        long n = g.B * g.H * g.W, k2 = (long)g.K * g.K;
+        var paddedLast = Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous();
+        var rows = KernelRows(kernels, g);
+        var blocks = Blocks(g).ToList();
+        Tensor result; // [B, h, w, up, up, C]
+        if (blocks.Count == 1)
+        {
+            result = bmm(rows.view(n, g.Phases, k2), Windows(paddedLast, g, 0, g.C));
+        }
+        else
+        {
+            result = empty(new[] { n, g.Phases, g.C }, dtype: x.dtype, device: x.device);
+            foreach (var (group, start, count) in blocks)
+            {
+                using var groupRows = rows[.., (int)group].reshape(n, g.Phases, k2);
+                using var windows = Windows(paddedLast, g, start, count);
+                using var target = result[.., .., (int)start..(int)(start + count)];
+                using var product = bmm(groupRows, windows);
+                target.copy_(product);
+            }
+        }
+        return result.view(g.B, g.H, g.W, g.Up, g.Up, g.C).permute(0, 5, 1, 3, 2, 4)
+            .reshape(g.B, g.C, g.Up * g.H, g.Up * g.W).MoveToOuterDisposeScope();
+    }
+
+    static (Tensor? GradX, Tensor? GradKernels) GemmBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)
+    {
+        using var scope = NewDisposeScope();
+        long n = g.B * g.H * g.W, k2 = (long)g.K * g.K, hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
+        // [B, C, up·h, up·w] → [B·h·w, up², C], the layout of the forward's products.
+        var grad = gradOutput.view(g.B, g.C, g.H, g.Up, g.W, g.Up).permute(0, 2, 4, 3, 5, 1).reshape(n, g.Phases, g.C);
+        var paddedLast = needKernels ? Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous() : null;
+        var rows = needX ? KernelRows(kernels, g) : null;
+        var gradRows = needKernels ? zeros(new[] { g.B, g.Groups, g.H, g.W, g.Up, g.Up, k2 }, dtype: kernels.dtype, device: kernels.device) : null;
+        var gradPaddedLast = needX ? zeros(new[] { g.B, hp, wp, g.C }, dtype: x.dtype, device: x.device) : null;
+        foreach (var (group, start, count) in Blocks(g))
+        {
+            using var gradBlock = grad[.., .., (int)start..(int)(start + count)];
+            if (gradRows is not null)
+            {
+                // Kernel tap t of phase u weighted window row t for every channel of the block.
+                using var windows = Windows(paddedLast!, g, start, count);
+                using var tapGrad = bmm(gradBlock, windows.transpose(1, 2));
+                using var target = gradRows[.., (int)group];
+                target.add_(tapGrad.view(g.B, g.H, g.W, g.Up, g.Up, k2));
+            }
+            if (gradPaddedLast is not null)
+            {
+                // Each window row received Σ_phases kernel · grad; the rows overlap, so they are added tap by tap.
+                using var groupRows = rows![.., (int)group].reshape(n, g.Phases, k2);
+                using var windowGrad = bmm(groupRows.transpose(1, 2), gradBlock).view(g.B, g.H, g.W, g.K, g.K, count);
+                for (int i = 0; i < g.K; i++)
+                {
+                    for (int j = 0; j < g.K; j++)
+                    {
+                        using var target = gradPaddedLast[.., i..(i + (int)g.H), j..(j + (int)g.W), (int)start..(int)(start + count)];
+                        using var tap = windowGrad[.., .., .., i, j];
+                        target.add_(tap);
+                    }
+                }
+            }
+        }
+        Tensor? gradX = gradPaddedLast is null ? null : FoldPadding(gradPaddedLast.permute(0, 3, 1, 2), g).contiguous();
+        Tensor? gradKernels = gradRows?.permute(0, 1, 6, 2, 4, 3, 5).reshape(g.B, g.Groups * k2, g.Up * g.H, g.Up * g.W);
         return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
     }
 
