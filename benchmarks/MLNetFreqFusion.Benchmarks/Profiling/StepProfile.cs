@@ -45,12 +45,6 @@ static class StepProfile
             case "nan":
                 FindNonFinite(Enum.Parse<SegmentationDecoder>(args[Array.IndexOf(args, "--head") + 1]), size, batch, steps, classes);
                 break;
-            case "gridcheck":
-                GridCheck();
-                break;
-            case "carafecheck":
-                CarafeCheck();
-                break;
             case "ab":
                 string experiment = args[Array.IndexOf(args, "--experiment") + 1];
                 int only2 = Array.IndexOf(args, "--head");
@@ -181,9 +175,6 @@ static class StepProfile
     /// </summary>
     static readonly Dictionary<string, Action<bool>> Experiments = new()
     {
-        ["gemm"] = on => Carafe.UseGemm = on,
-        ["gemm4"] = on => { Carafe.UseGemm = on; Carafe.GemmBlockBytes = 4L << 20; },
-        ["gemm32"] = on => { Carafe.UseGemm = on; Carafe.GemmBlockBytes = 32L << 20; },
         ["threads"] = on => set_num_threads(on ? 2 : 1),
         ["none"] = _ => { },
     };
@@ -246,49 +237,6 @@ static class StepProfile
                     Console.WriteLine($"# non-finite gradient of {name}");
             }
             setup.Optimizer.step();
-        }
-    }
-
-    static void CarafeCheck()
-    {
-        manual_seed(5);
-        var x = randn(8, 120, 24, 24);
-        var logits = randn(8, 9, 24, 24);
-        var cotangent = randn(8, 120, 24, 24);
-        Tensor? first = null, firstK = null;
-        for (int trial = 0; trial < 40; trial++)
-        {
-            using var scope = NewDisposeScope();
-            var xl = x.clone().requires_grad_();
-            var kl = logits.clone().requires_grad_();
-            var kernels = KernelNormalizer.Normalize(kl, 3);
-            var y = Carafe.Lean(xl, kernels, 3, 1, Fusion.CarafePadding.Zeros);
-            var grads = autograd.grad([y], [xl, kl], [cotangent]);
-            if (first is null)
-            {
-                first = grads[0].detach().clone().DetachFromDisposeScope();
-                firstK = grads[1].detach().clone().DetachFromDisposeScope();
-            }
-            double dx = (grads[0] - first).abs().max().item<float>(), dk = (grads[1] - firstK!).abs().max().item<float>();
-            if (dx != 0 || dk != 0 || trial % 10 == 0)
-                Console.WriteLine($"# trial {trial}: grad x diff {dx}, grad kernels diff {dk}");
-        }
-    }
-
-    static void GridCheck()
-    {
-        manual_seed(3);
-        for (int trial = 0; trial < 20; trial++)
-        {
-            using var scope = NewDisposeScope();
-            var input = randn(32, 224, 12, 12).requires_grad_();
-            var grid = (rand(32, 24, 24, 2) * 2.4 - 1.2).requires_grad_();
-            var output = nn.functional.grid_sample(input, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false);
-            var big = randn(32, 448, 24, 24);
-            var gradNonContiguous = big[.., ..224];
-            var (gi1, gg1) = (autograd.grad([output], [input, grid], [gradNonContiguous], retain_graph: true) is var g1 ? (g1[0], g1[1]) : default);
-            var (gi2, gg2) = (autograd.grad([output], [input, grid], [gradNonContiguous.contiguous()], retain_graph: true) is var g2 ? (g2[0], g2[1]) : default);
-            Console.WriteLine($"# trial {trial}: input grad max diff {(gi1 - gi2).abs().max().item<float>()}, grid grad max diff {(gg1 - gg2).abs().max().item<float>()}, finite {gi1.isfinite().all().item<bool>()} {gg1.isfinite().all().item<bool>()}");
         }
     }
 
