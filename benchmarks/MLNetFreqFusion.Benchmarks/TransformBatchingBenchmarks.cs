@@ -2,6 +2,7 @@ using BenchmarkDotNet.Attributes;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
+using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
 using static TorchSharp.torch;
 
@@ -46,12 +47,12 @@ public class TransformBatchingBenchmarks
         _data = _ml.Data.LoadFromEnumerable(_images.Select(image => new Row { Image = image }));
         var settings = new SegmentationModelSettings
         {
-            Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion, NumberOfClasses = 11,
+            Architecture = new SegmentationArchitecture { Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion, NumberOfClasses = 11 },
             IgnoreIndex = 255, ClassNames = Enumerable.Range(0, 11).Select(i => i.ToString()).ToArray(),
             ImageColumnName = "Image", PredictedLabelColumnName = "PredictedLabel",
-            SlidingWindowSize = 1024, SlidingWindowOverlap = 1.0 / 3, FlipTest = false, InferenceBatchSize = InferenceBatchSize,
+            Inference = new InferenceSettings { BatchSize = InferenceBatchSize },
         };
-        var network = SegmentationNetwork.Create(settings.ToNetworkOptions(pretrainedWeightsPath: null, freezeBatchNorm: false), loadPretrainedWeights: false);
+        var network = SegmentationNetwork.Create(settings.Architecture, loadPretrainedWeights: false);
         _model = new SemanticSegmentationTransformer((IHostEnvironment)_ml, settings, network);
     }
 

@@ -101,7 +101,8 @@ internal static class DocSnippets
             NumberOfClasses = 11, IgnoreIndex = 255, ClassNames = null,
             // Network
             Backbone = SegmentationBackbone.ResNet18, Decoder = SegmentationDecoder.FreqFusion,
-            DecoderChannels = null, DecoderInputStages = null, PretrainedWeightsPath = null,
+            DecoderChannels = null, DecoderInputStages = null, CompressRatio = 4, DropoutRatio = 0.1,
+            PretrainedWeightsPath = null,
             FreezeBatchNorm = false, FreezeBackboneEpochs = 0,
             // Optimisation: AdamW, poly schedule with linear warmup
             CropSize = 512, BatchSize = 8, MaxEpochs = 20,
@@ -181,7 +182,7 @@ internal static class DocSnippets
     public static MLNetFreqFusion.Networks.SegmentationNetwork PretrainedNetwork()
     {
         // <snippet:pretrained-network>
-        var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        var network = SegmentationNetwork.Create(new SegmentationArchitecture
         {
             Backbone = SegmentationBackbone.ResNet18ImageNet,
             Decoder = SegmentationDecoder.FreqFusion,

@@ -1,4 +1,3 @@
-using System.IO.Compression;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetFreqFusion;
@@ -22,7 +21,7 @@ public static class FigureWriter
     const int Scale = 3;      // image pixels → figure pixels
     const int Gap = 4;
 
-    public static void Write(MLContext mlContext, ITransformer model, SampleData data, string modelPath, int? decoderChannels, string path, int rows = 4)
+    public static void Write(MLContext mlContext, ITransformer model, SampleData data, string path, int rows = 4)
     {
         var segmenter = model as SemanticSegmentationTransformer
             ?? ((IEnumerable<ITransformer>)model).OfType<SemanticSegmentationTransformer>().Single();
@@ -33,7 +32,8 @@ public static class FigureWriter
         var labels = images.GetColumn<SegmentationMask>("Label").ToList();
         var predictions = images.GetColumn<SegmentationMask>("PredictedLabel").ToList();
 
-        using var network = LoadNetwork(segmenter, modelPath, decoderChannels);
+        // A copy of the trained network, so that the hooks below observe its FreqFusion modules without touching the model.
+        using var network = segmenter.Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn ? segmenter.CopyNetwork() : null;
         var panels = new List<Rgb[]>();
         for (int r = 0; r < imageList.Count; r++)
         {
@@ -50,30 +50,6 @@ public static class FigureWriter
             panels.Add(row.ToArray());
         }
         Compose(panels).Save(path);
-    }
-
-    /// <summary>
-    /// The trained network, rebuilt from the weights the model file stores (stream TSModel), so its FreqFusion modules
-    /// can be observed; null when the decoder has no FreqFusion.
-    /// </summary>
-    static SegmentationNetwork? LoadNetwork(SemanticSegmentationTransformer segmenter, string modelPath, int? decoderChannels)
-    {
-        if (segmenter.Decoder is not (SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn))
-            return null;
-        var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
-        {
-            Backbone = segmenter.Backbone, Decoder = segmenter.Decoder, NumberOfClasses = segmenter.NumberOfClasses, DecoderChannels = decoderChannels,
-        }, loadPretrainedWeights: false);
-        using var zip = ZipFile.OpenRead(modelPath);
-        var entry = zip.Entries.Single(e => e.Name == "TSModel");
-        using var weights = new MemoryStream();
-        using (var s = entry.Open())
-            s.CopyTo(weights);
-        weights.Position = 0;
-        using var reader = new BinaryReader(weights);
-        network.load(reader, strict: true);
-        network.eval();
-        return network;
     }
 
     static IEnumerable<Rgb> FrequencyPanels(SegmentationNetwork network, MLImage image)

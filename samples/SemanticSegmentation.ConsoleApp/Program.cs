@@ -48,7 +48,7 @@ try
         if (options.Figure)
         {
             string figure = Path.Combine(options.OutputFolder, "figure.png");
-            FigureWriter.Write(mlContext, model, data, options.ModelPath!, options.DecoderChannels, figure);
+            FigureWriter.Write(mlContext, model, data, figure);
             Console.WriteLine($"Wrote {Path.GetFullPath(figure)}");
         }
         return 0;

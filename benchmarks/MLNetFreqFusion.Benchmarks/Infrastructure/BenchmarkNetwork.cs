@@ -12,7 +12,7 @@ static class BenchmarkNetwork
     /// need the pretrained files.
     /// </summary>
     public static SegmentationNetwork Create(SegmentationBackbone backbone, SegmentationDecoder decoder, int classes) =>
-        SegmentationNetwork.Create(new SegmentationNetworkOptions
+        SegmentationNetwork.Create(new SegmentationArchitecture
         {
             Backbone = backbone,
             Decoder = decoder,

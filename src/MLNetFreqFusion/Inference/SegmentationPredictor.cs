@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Microsoft.ML.Data;
 using MLNetFreqFusion.Data;
 using MLNetFreqFusion.Networks;
@@ -14,19 +13,36 @@ internal readonly record struct SegmentationPrediction(SegmentationMask Mask, fl
 /// Predicts masks at the images' own size: the whole image at once (the network pads to its stride and crops
 /// back), or overlapping sliding windows whose logits are averaged when a side exceeds the window size;
 /// optionally averaged with the horizontally mirrored prediction. Shared by validation and the transformer so
-/// that both see the same predictions.
+/// that both see the same predictions. It owns the network's lock: TorchSharp modules are not safe to run from
+/// several threads at once, and one network serves every cursor and engine of a model.
 /// </summary>
 internal sealed class SegmentationPredictor
 {
     readonly SegmentationNetwork _network;
-    readonly SegmentationModelSettings _settings;
+    readonly InferenceSettings _settings;
+    readonly IReadOnlyList<string> _classNames;
     readonly Device _device;
+    readonly object _gate = new();
 
-    public SegmentationPredictor(SegmentationNetwork network, SegmentationModelSettings settings, Device device)
+    public SegmentationPredictor(SegmentationNetwork network, InferenceSettings settings, IReadOnlyList<string> classNames, Device device)
     {
         _network = network;
         _settings = settings;
+        _classNames = classNames;
         _device = device;
+    }
+
+    /// <summary>How the network is run.</summary>
+    public InferenceSettings Settings => _settings;
+
+    /// <summary>The device the network runs on.</summary>
+    public Device Device => _device;
+
+    /// <summary>Runs <paramref name="work"/> on the network while no prediction runs.</summary>
+    public T WithNetwork<T>(Func<SegmentationNetwork, T> work)
+    {
+        lock (_gate)
+            return work(_network);
     }
 
     /// <summary>The predicted mask of one image.</summary>
@@ -44,20 +60,18 @@ internal sealed class SegmentationPredictor
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        _network.eval();
-        var logits = Logits(rgb.to(_device));
-        int count = (int)rgb.shape[0], height = (int)rgb.shape[2], width = (int)rgb.shape[3];
-        // Class indices fit in 16 bits (masks are ushort), so the int16 copy is reinterpreted rather than converted.
-        var labels = logits.argmax(1).to(ScalarType.Int16).cpu().contiguous().data<short>().ToArray();
+        Tensor logits;
+        lock (_gate)
+        {
+            _network.eval();
+            logits = Logits(rgb.to(_device));
+        }
+        var labels = logits.argmax(1).cpu();
         var probabilities = withProbabilities ? logits.softmax(1).cpu().contiguous().data<float>().ToArray() : null;
-        int pixels = width * height, perImage = pixels * _settings.NumberOfClasses;
+        int count = (int)rgb.shape[0], perImage = (int)(logits.numel() / count);
         var predictions = new SegmentationPrediction[count];
         for (int i = 0; i < count; i++)
-        {
-            var mask = MemoryMarshal.Cast<short, ushort>(labels.AsSpan(i * pixels, pixels)).ToArray();
-            var classProbabilities = probabilities?.AsSpan(i * perImage, perImage).ToArray();
-            predictions[i] = new SegmentationPrediction(new SegmentationMask(width, height, mask, _settings.ClassNames), classProbabilities);
-        }
+            predictions[i] = new SegmentationPrediction(ImageTensorConverter.ToMask(labels[i], _classNames), probabilities?.AsSpan(i * perImage, perImage).ToArray());
         return predictions;
     }
 
@@ -78,7 +92,7 @@ internal sealed class SegmentationPredictor
 
         long wh = Math.Min(window, h), ww = Math.Min(window, w);
         long stride = Math.Max(1, (long)Math.Round(window * (1 - _settings.SlidingWindowOverlap)));
-        var sum = zeros(rgb.shape[0], _settings.NumberOfClasses, h, w, device: rgb.device);
+        var sum = zeros(rgb.shape[0], _network.NumberOfClasses, h, w, device: rgb.device);
         var count = zeros(1, 1, h, w, device: rgb.device);
         foreach (long y in Starts(h, wh, stride))
         foreach (long x in Starts(w, ww, stride))

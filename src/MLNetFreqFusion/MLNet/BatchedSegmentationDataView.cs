@@ -23,17 +23,16 @@ internal sealed class BatchedSegmentationDataView : IDataView
     readonly IHost _host;
     readonly IDataView _input;
     readonly IDataView _rowByRow;
-    readonly SegmentationModelSettings _settings;
-    readonly Func<Tensor, bool, SegmentationPrediction[]> _predict;
+    readonly string _imageColumnName;
+    readonly SegmentationPredictor _predictor;
 
-    public BatchedSegmentationDataView(IHost host, IDataView input, IDataView rowByRow, SegmentationModelSettings settings,
-        Func<Tensor, bool, SegmentationPrediction[]> predict)
+    public BatchedSegmentationDataView(IHost host, IDataView input, IDataView rowByRow, string imageColumnName, SegmentationPredictor predictor)
     {
         _host = host;
         _input = input;
         _rowByRow = rowByRow;
-        _settings = settings;
-        _predict = predict;
+        _imageColumnName = imageColumnName;
+        _predictor = predictor;
     }
 
     public DataViewSchema Schema => _rowByRow.Schema;
@@ -50,21 +49,12 @@ internal sealed class BatchedSegmentationDataView : IDataView
         if (!wantMask && !wantProbabilities)
             return _rowByRow.GetRowCursor(columnsNeeded, rand);
         var rows = _input.GetRowCursor(needed.Where(i => i < inputCount).Select(i => _input.Schema[i]));
-        var images = _input.GetRowCursor(new[] { _input.Schema[_settings.ImageColumnName] });
+        var images = _input.GetRowCursor(new[] { _input.Schema[_imageColumnName] });
         return new Cursor(this, rows, images, wantMask, wantProbabilities);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null)
         => new[] { GetRowCursor(columnsNeeded, rand) };
-
-    /// <summary>Writes a prediction's class probabilities (K×H×W, class-major) into an ML.NET vector.</summary>
-    internal static void CopyProbabilities(SegmentationPrediction prediction, ref VBuffer<float> value)
-    {
-        var probabilities = prediction.Probabilities!;
-        var editor = VBufferEditor.Create(ref value, probabilities.Length);
-        probabilities.CopyTo(editor.Values);
-        value = editor.Commit();
-    }
 
     sealed class Cursor : DataViewRowCursor
     {
@@ -72,6 +62,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
         readonly DataViewRowCursor _rows, _images;
         readonly ValueGetter<MLImage> _getImage;
         readonly bool _wantMask, _wantProbabilities;
+        readonly RowPrediction _prediction;
         readonly Queue<(long Row, SegmentationPrediction Prediction)> _predicted = new();
         // The look-ahead row read past the end of a batch because its size differed; it starts the next batch.
         (long Row, Tensor? Rgb)? _carried;
@@ -82,9 +73,10 @@ internal sealed class BatchedSegmentationDataView : IDataView
             _view = view;
             _rows = rows;
             _images = images;
-            _getImage = images.GetGetter<MLImage>(images.Schema[view._settings.ImageColumnName]);
+            _getImage = images.GetGetter<MLImage>(images.Schema[view._imageColumnName]);
             _wantMask = wantMask;
             _wantProbabilities = wantProbabilities;
+            _prediction = new RowPrediction(this, PredictionAt);
         }
 
         public override DataViewSchema Schema => _view.Schema;
@@ -109,22 +101,19 @@ internal sealed class BatchedSegmentationDataView : IDataView
             if (column.Index < inputCount)
                 return _rows.GetGetter<TValue>(_view._input.Schema[column.Index]);
             _view._host.Check(IsColumnActive(column), $"Column '{column.Name}' was not requested when the cursor was made.");
-            Delegate getter = column.Index == inputCount
-                ? (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => value = Current().Mask)
-                : (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) => CopyProbabilities(Current(), ref value));
-            return getter as ValueGetter<TValue>
+            return _prediction.Getter(column.Index - inputCount) as ValueGetter<TValue>
                 ?? throw _view._host.Except($"Column '{column.Name}' holds {column.Type}; it cannot be read as {typeof(TValue).Name}.");
         }
 
         public override bool MoveNext() => _rows.MoveNext();
 
-        SegmentationPrediction Current()
+        SegmentationPrediction PredictionAt(long position)
         {
-            _view._host.Check(_rows.Position >= 0, "The cursor is before its first row; call MoveNext first.");
-            while (_predicted.Count > 0 && _predicted.Peek().Row < _rows.Position)
+            _view._host.Check(position >= 0, "The cursor is before its first row; call MoveNext first.");
+            while (_predicted.Count > 0 && _predicted.Peek().Row < position)
                 _predicted.Dequeue();
             if (_predicted.Count == 0)
-                PredictBatchFrom(_rows.Position);
+                PredictBatchFrom(position);
             return _predicted.Peek().Prediction;
         }
 
@@ -151,7 +140,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
                         break;
                 }
 
-                while (batch.Count < _view._settings.InferenceBatchSize && MoveImages())
+                while (batch.Count < _view._predictor.Settings.BatchSize && MoveImages())
                 {
                     _getImage(ref _image);
                     if (_image is null)
@@ -173,7 +162,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
                     throw _view._host.Except($"The input data gave a second cursor fewer rows, or other rows, than the first (row {first}). " +
                         "Batched prediction reads the input twice; give Transform a data view that returns the same rows each time it is " +
                         "read (for example cache it with mlContext.Data.Cache).");
-                var predictions = _view._predict(cat(batch.Select(b => b.Rgb).ToArray()), _wantProbabilities);
+                var predictions = _view._predictor.Predict(cat(batch.Select(b => b.Rgb).ToArray()), _wantProbabilities);
                 for (int i = 0; i < batch.Count; i++)
                     _predicted.Enqueue((batch[i].Row, predictions[i]));
             }
@@ -183,8 +172,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
             }
         }
 
-        Exception NoImage(long row) =>
-            _view._host.Except($"Row {row}: the image column '{_view._settings.ImageColumnName}' holds no image.");
+        Exception NoImage(long row) => RowPrediction.NoImage(_view._host, _view._imageColumnName, row);
 
         bool MoveImages() => _images.MoveNext();
 

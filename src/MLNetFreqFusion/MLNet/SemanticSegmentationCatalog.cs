@@ -65,37 +65,7 @@ public sealed class SemanticSegmentationCatalog
         var shape = SchemaShape.Create(data.Schema);
         SchemaChecks.CheckMaskColumn(host, shape, labelColumnName, "label");
         SchemaChecks.CheckMaskColumn(host, shape, predictedLabelColumnName, "predicted label");
-        var labelColumn = data.Schema[labelColumnName];
-        var predictedColumn = data.Schema[predictedLabelColumnName];
-        using var cursor = data.GetRowCursor(new[] { labelColumn, predictedColumn });
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        var getPredicted = cursor.GetGetter<SegmentationMask>(predictedColumn);
-        SegmentationMask label = null!, predicted = null!;
-        SegmentationMetricsAccumulator? accumulator = null;
-        long row = 0;
-        while (cursor.MoveNext())
-        {
-            host.CheckAlive();
-            getLabel(ref label);
-            getPredicted(ref predicted);
-            if (label is null || predicted is null)
-                throw host.Except($"Row {row} has no {(label is null ? "label" : "predicted")} mask.");
-            if (label.Width != predicted.Width || label.Height != predicted.Height)
-                throw host.Except($"Row {row}{(label.SourcePath is null ? "" : $" ('{label.SourcePath}')")}: the label mask is {label.Width}×{label.Height} " +
-                    $"but the predicted mask is {predicted.Width}×{predicted.Height}; the image and its mask must have the same size.");
-            if (accumulator is null)
-            {
-                int classes = numberOfClasses ?? predicted.ClassNames?.Count
-                    ?? throw host.Except("The predicted masks carry no class names, so the number of classes is unknown; pass numberOfClasses.");
-                host.CheckUserArg(classes >= 2, nameof(numberOfClasses), "There must be at least 2 classes.");
-                accumulator = new SegmentationMetricsAccumulator(classes, ignoreIndex, predicted.ClassNames, boundaryDilationRatio);
-            }
-            accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
-            row++;
-        }
-        if (accumulator is null)
-            throw host.Except("The data to evaluate has no rows.");
-        return accumulator.Compute();
+        return SegmentationEvaluation.Evaluate(host, data, labelColumnName, predictedLabelColumnName, numberOfClasses, ignoreIndex, boundaryDilationRatio);
     }
 }
 

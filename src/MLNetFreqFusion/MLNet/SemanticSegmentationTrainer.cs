@@ -1,4 +1,3 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using System.Diagnostics;
@@ -6,6 +5,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms;
+using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
 using MLNetFreqFusion.Training;
 using TorchSharp;
@@ -28,20 +28,22 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
 {
     readonly IHost _host;
     readonly Options _options;
+    readonly SegmentationModelSettings _settings;
 
     internal SemanticSegmentationTrainer(IHostEnvironment env, Options options)
     {
         _host = Contracts.CheckRef(env, nameof(env)).Register(nameof(SemanticSegmentationTrainer));
         _host.CheckValue(options, nameof(options));
         SegmentationMaskDataViewType.EnsureRegistered();
+        _settings = SegmentationModelSettings.FromOptions(options);
+        _settings.Architecture.CheckUserArgs(_host);
         Validate(_host, options);
         _options = options;
     }
 
+    /// <summary>The checks of the Options that do not describe the network (<see cref="SegmentationArchitecture"/> checks those).</summary>
     static void Validate(IExceptionContext ectx, Options o)
     {
-        ectx.CheckUserArg(o.NumberOfClasses >= 2, nameof(Options.NumberOfClasses),
-            $"NumberOfClasses must be at least 2 (background and one class); got {o.NumberOfClasses}.");
         ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.Count == o.NumberOfClasses, nameof(Options.ClassNames),
             $"ClassNames has {o.ClassNames?.Count} names but NumberOfClasses is {o.NumberOfClasses}; give one name per class.");
         ectx.CheckUserArg(o.IgnoreIndex < 0 || o.IgnoreIndex >= o.NumberOfClasses, nameof(Options.IgnoreIndex),
@@ -72,7 +74,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         SchemaChecks.CheckImageColumn(_host, inputSchema, _options.ImageColumnName);
         SchemaChecks.CheckMaskColumn(_host, inputSchema, _options.LabelColumnName, "label");
         var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (var c in SemanticSegmentationTransformer.OutputColumns(_options.PredictedLabelColumnName, _options.ProbabilitiesColumnName))
+        foreach (var c in RowPrediction.OutputShape(_options.PredictedLabelColumnName, _options.ProbabilitiesColumnName))
             columns[c.Name] = c;
         return new SchemaShape(columns.Values);
     }
@@ -90,18 +92,30 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         }
 
         using var ch = _host.Start("Training");
-        var settings = SegmentationModelSettings.FromOptions(_options);
+        var settings = _settings;
+        var training = ToTrainingSettings(_options);
         var device = TorchDevice.Resolve(_host, ch);
         int seed = _host.Rand.Next();
         torch.random.manual_seed(seed);
 
-        var rows = LabelScan.Run(_host, input, _options, "training data");
-        ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Backbone}, decoder {settings.Decoder}; device {device}.");
+        var rows = LabelScan.Run(_host, input, training, "training data");
+        ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
 
-        var network = SegmentationNetwork.Create(settings.ToNetworkOptions(_options.PretrainedWeightsPath, _options.FreezeBatchNorm));
+        var network = SegmentationNetwork.Create(settings.Architecture, _options.PretrainedWeightsPath, _options.FreezeBatchNorm);
         network.to(device);
-        var run = new TrainingRun(_host, ch, _options, settings, network, device, rows, seed);
+        var run = new TrainingRun(_host, ch, training, new SegmentationPredictor(network, settings.Inference, settings.ClassNames, device),
+            network, device, rows, seed);
         run.Train(input);
         return new SemanticSegmentationTransformer(_host, settings, network);
     }
+
+    static TrainingSettings ToTrainingSettings(Options o) => new()
+    {
+        ImageColumnName = o.ImageColumnName, LabelColumnName = o.LabelColumnName, NumberOfClasses = o.NumberOfClasses,
+        IgnoreIndex = o.IgnoreIndex, ClassWeights = o.ClassWeights, DiceLossWeight = o.DiceLossWeight,
+        Augmentation = o.Augmentation.WithCrop(o.CropSize), BatchSize = o.BatchSize, MaxEpochs = o.MaxEpochs,
+        LearningRate = o.LearningRate, HeadLearningRateMultiplier = o.HeadLearningRateMultiplier, WeightDecay = o.WeightDecay,
+        WarmupSteps = o.WarmupSteps, PolyPower = o.PolyPower, FreezeBackboneEpochs = o.FreezeBackboneEpochs,
+        ValidationSet = o.ValidationSet, EarlyStoppingPatience = o.EarlyStoppingPatience, Progress = o.Progress,
+    };
 }

@@ -1,4 +1,3 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using Microsoft.ML;
@@ -7,6 +6,30 @@ namespace MLNetFreqFusion;
 
 public sealed partial class SemanticSegmentationTrainer
 {
+    /// <summary>The default of every <see cref="Options"/> field that has one, written once.</summary>
+    internal static class Defaults
+    {
+        public const string ImageColumnName = "Image";
+        public const string LabelColumnName = "Label";
+        public const string PredictedLabelColumnName = "PredictedLabel";
+        public const int IgnoreIndex = 255;
+        public const SegmentationBackbone Backbone = SegmentationBackbone.ResNet18;
+        public const SegmentationDecoder Decoder = SegmentationDecoder.FreqFusion;
+        public const int CompressRatio = 4;
+        public const double DropoutRatio = 0.1;
+        public const int CropSize = 512;
+        public const int BatchSize = 8;
+        public const int MaxEpochs = 20;
+        public const double LearningRate = 6e-5;
+        public const double HeadLearningRateMultiplier = 10;
+        public const double WeightDecay = 0.01;
+        public const int WarmupSteps = 1500;
+        public const double PolyPower = 1.0;
+        public const int SlidingWindowSize = 1024;
+        public const double SlidingWindowOverlap = 1.0 / 3;
+        public const int InferenceBatchSize = 8;
+    }
+
     /// <summary>
     /// Options of <see cref="SemanticSegmentationTrainer"/>. Defaults follow the SegFormer/SegNeXt + FreqFusion
     /// recipe (AdamW, lr 6e-5, weight decay 0.01, head at 10× lr, poly schedule with linear warmup); every field says
@@ -15,13 +38,13 @@ public sealed partial class SemanticSegmentationTrainer
     public sealed class Options
     {
         /// <summary>Input column of images (<see cref="Microsoft.ML.Data.MLImage"/>, any size). Default "Image".</summary>
-        public string ImageColumnName = "Image";
+        public string ImageColumnName = Defaults.ImageColumnName;
 
         /// <summary>Input column of label masks (<see cref="SegmentationMask"/>, as written by <c>LoadSegmentationMasks</c>). Default "Label".</summary>
-        public string LabelColumnName = "Label";
+        public string LabelColumnName = Defaults.LabelColumnName;
 
         /// <summary>Output column of predicted masks (<see cref="SegmentationMask"/>, the input image's size). Default "PredictedLabel".</summary>
-        public string PredictedLabelColumnName = "PredictedLabel";
+        public string PredictedLabelColumnName = Defaults.PredictedLabelColumnName;
 
         /// <summary>
         /// Optional output column of per-class probabilities (vector of float, K × H × W, class-major). Null (the
@@ -33,16 +56,16 @@ public sealed partial class SemanticSegmentationTrainer
         public int NumberOfClasses;
 
         /// <summary>Label value left out of the loss and the metrics. Default 255.</summary>
-        public int IgnoreIndex = 255;
+        public int IgnoreIndex = Defaults.IgnoreIndex;
 
         /// <summary>Class names, one per class, carried into predictions and metrics. Default: none (the indices are used).</summary>
         public IReadOnlyList<string>? ClassNames;
 
         /// <summary>The encoder. Default <see cref="SegmentationBackbone.ResNet18"/>.</summary>
-        public SegmentationBackbone Backbone = SegmentationBackbone.ResNet18;
+        public SegmentationBackbone Backbone = Defaults.Backbone;
 
         /// <summary>The decode head. Default <see cref="SegmentationDecoder.FreqFusion"/>; the bilinear heads are the baselines.</summary>
-        public SegmentationDecoder Decoder = SegmentationDecoder.FreqFusion;
+        public SegmentationDecoder Decoder = Defaults.Decoder;
 
         /// <summary>
         /// Width of the decode head. Default null: 256 for the ResNets, MiT-B0/B1 and the FPN heads, 768 for MiT-B2…B5
@@ -54,6 +77,15 @@ public sealed partial class SemanticSegmentationTrainer
         /// Backbone stages (0 = stride 4 … 3 = stride 32) that feed the head, increasing. Default null: all four.
         /// </summary>
         public int[]? DecoderInputStages;
+
+        /// <summary>
+        /// FreqFusion's channel compression: its compressed width is (hr + lr channels) / this ratio. Default 4, the
+        /// SegNeXt/SegFormer + FreqFusion setting. Ignored by the bilinear heads.
+        /// </summary>
+        public int CompressRatio = Defaults.CompressRatio;
+
+        /// <summary>Dropout probability (whole channels) before the classifier. Default 0.1.</summary>
+        public double DropoutRatio = Defaults.DropoutRatio;
 
         /// <summary>
         /// Pretrained weights for the backbone: the path of the ML.NET ResNet-18 ONNX file for
@@ -70,31 +102,31 @@ public sealed partial class SemanticSegmentationTrainer
         public int FreezeBackboneEpochs;
 
         /// <summary>Side of the square random training crops. Default 512.</summary>
-        public int CropSize = 512;
+        public int CropSize = Defaults.CropSize;
 
         /// <summary>Images per optimizer step. Default 8.</summary>
-        public int BatchSize = 8;
+        public int BatchSize = Defaults.BatchSize;
 
         /// <summary>Passes over the training data. Default 20.</summary>
-        public int MaxEpochs = 20;
+        public int MaxEpochs = Defaults.MaxEpochs;
 
         /// <summary>AdamW learning rate of the backbone. Default 6e-5.</summary>
-        public double LearningRate = 6e-5;
+        public double LearningRate = Defaults.LearningRate;
 
         /// <summary>Multiplier of the learning rate for the decode head and its FreqFusion stages. Default 10.</summary>
-        public double HeadLearningRateMultiplier = 10;
+        public double HeadLearningRateMultiplier = Defaults.HeadLearningRateMultiplier;
 
         /// <summary>AdamW weight decay; not applied to normalisation weights and biases. Default 0.01.</summary>
-        public double WeightDecay = 0.01;
+        public double WeightDecay = Defaults.WeightDecay;
 
         /// <summary>
         /// Linear warmup steps. Default 1500 (the paper's configurations), capped at a tenth of all steps so that
         /// short runs are not all warmup.
         /// </summary>
-        public int WarmupSteps = 1500;
+        public int WarmupSteps = Defaults.WarmupSteps;
 
         /// <summary>Power of the polynomial decay after warmup. Default 1.0.</summary>
-        public double PolyPower = 1.0;
+        public double PolyPower = Defaults.PolyPower;
 
         /// <summary>Per-class loss weights (length K). Default: none.</summary>
         public float[]? ClassWeights;
@@ -115,10 +147,10 @@ public sealed partial class SemanticSegmentationTrainer
         public IProgress<SemanticSegmentationProgress>? Progress;
 
         /// <summary>Inference: images with a side longer than this are predicted by overlapping sliding windows of this size. Default 1024.</summary>
-        public int SlidingWindowSize = 1024;
+        public int SlidingWindowSize = Defaults.SlidingWindowSize;
 
         /// <summary>Inference: overlap between neighbouring sliding windows, as a fraction of the window. Default 1/3.</summary>
-        public double SlidingWindowOverlap = 1.0 / 3;
+        public double SlidingWindowOverlap = Defaults.SlidingWindowOverlap;
 
         /// <summary>Inference: average the logits of the image and its horizontal mirror. Default false.</summary>
         public bool FlipTest;
@@ -127,6 +159,6 @@ public sealed partial class SemanticSegmentationTrainer
         /// Inference: how many consecutive rows of one image size <c>Transform</c> sends through the network at once
         /// (a PredictionEngine predicts one image at a time). Lower it for large images on little memory. Default 8.
         /// </summary>
-        public int InferenceBatchSize = SegmentationModelSettings.DefaultInferenceBatchSize;
+        public int InferenceBatchSize = Defaults.InferenceBatchSize;
     }
 }

@@ -25,7 +25,7 @@ namespace MLNetFreqFusion;
 /// </summary>
 // ITransformer is declared again so that its Transform maps to the batching one below: the base class's
 // Transform is sealed and predicts row by row.
-public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, ITransformer, IDisposable
+public sealed partial class SemanticSegmentationTransformer : RowToRowTransformerBase, ITransformer, IDisposable
 {
     internal const string UserName = "FreqFusion Semantic Segmentation";
     internal const string LoaderSignature = "FFSEGMNT";
@@ -33,9 +33,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
 
     readonly SegmentationModelSettings _settings;
     readonly SegmentationNetwork _network;
-    readonly Device _device;
     readonly SegmentationPredictor _predictor;
-    readonly object _gate = new();
 
     internal SemanticSegmentationTransformer(IHostEnvironment env, SegmentationModelSettings settings, SegmentationNetwork network)
         : base(Contracts.CheckRef(env, nameof(env)).Register(nameof(SemanticSegmentationTransformer)))
@@ -43,10 +41,10 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         SegmentationMaskDataViewType.EnsureRegistered();
         _settings = settings;
         _network = network;
-        _device = TorchDevice.Resolve(env, null);
-        _network.to(_device);
+        var device = TorchDevice.Resolve(env, null);
+        _network.to(device);
         _network.eval();
-        _predictor = new SegmentationPredictor(_network, _settings, _device);
+        _predictor = new SegmentationPredictor(_network, _settings.Inference, _settings.ClassNames, device);
     }
 
     /// <summary>Number of classes the model predicts.</summary>
@@ -56,76 +54,38 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
     public IReadOnlyList<string> ClassNames => _settings.ClassNames;
 
     /// <summary>The network's encoder.</summary>
-    public SegmentationBackbone Backbone => _settings.Backbone;
+    public SegmentationBackbone Backbone => _settings.Architecture.Backbone;
 
     /// <summary>The network's decode head.</summary>
-    public SegmentationDecoder Decoder => _settings.Decoder;
+    public SegmentationDecoder Decoder => _settings.Architecture.Decoder;
+
+    /// <summary>
+    /// What the model's network is made of: backbone, decoder, classes and widths, as the model file stores them.
+    /// <see cref="SegmentationNetwork.Create"/> rebuilds the same architecture.
+    /// </summary>
+    public SegmentationArchitecture Architecture => _settings.Architecture;
+
+    /// <summary>
+    /// A copy of the trained network, on the CPU and in evaluation mode, for work outside the pipeline: observing its
+    /// modules (forward hooks, figures), saving a PyTorch checkpoint with <see cref="SegmentationNetwork.SaveCheckpoint"/>,
+    /// exporting it. The copy has its own weights, so changing or hooking it leaves the model's predictions alone;
+    /// dispose it when done.
+    /// </summary>
+    /// <returns>A new network with this model's weights.</returns>
+    public SegmentationNetwork CopyNetwork()
+    {
+        var copy = SegmentationNetwork.Create(_settings.Architecture, loadPretrainedWeights: false);
+        using var weights = new MemoryStream();
+        _predictor.WithNetwork(network => network.save(new BinaryWriter(weights)));
+        weights.Position = 0;
+        copy.load(new BinaryReader(weights), strict: true);
+        copy.eval();
+        return copy;
+    }
 
     internal SegmentationNetwork Network => _network;
 
     internal SegmentationModelSettings Settings => _settings;
-
-    static VersionInfo GetVersionInfo() => new(
-        modelSignature: "FFSEGMNT",
-        // verWrittenCur: 0x00010001, // Initial
-        verWrittenCur: 0x00010002, // Inference batch size
-        verReadableCur: 0x00010002,
-        verWeCanReadBack: 0x00010001,
-        loaderSignature: LoaderSignature,
-        loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
-
-    internal static SchemaShape.Column[] OutputColumns(string predictedLabel, string? probabilities)
-    {
-        var columns = new List<SchemaShape.Column>
-        {
-            new(predictedLabel, SchemaShape.Column.VectorKind.Scalar, SegmentationMaskDataViewType.Instance, false),
-        };
-        if (probabilities is not null)
-            columns.Add(new(probabilities, SchemaShape.Column.VectorKind.VariableVector, NumberDataViewType.Single, false));
-        return columns.ToArray();
-    }
-
-    /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
-    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
-    public override void SaveModel(ModelSaveContext ctx)
-    {
-        Host.CheckValue(ctx, nameof(ctx));
-        ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
-
-        // *** Binary format ***
-        // SegmentationModelSettings (see its Write)
-        // stream "TSModel": the network's TorchSharp state dict
-        _settings.Write(ctx.Writer);
-        ctx.SaveBinaryStream(WeightsStream, w =>
-        {
-            lock (_gate)
-                _network.save(w);
-        });
-    }
-
-    static SemanticSegmentationTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
-    {
-        Contracts.CheckValue(env, nameof(env));
-        var host = env.Register(nameof(SemanticSegmentationTransformer));
-        host.CheckValue(ctx, nameof(ctx));
-        if (ctx.Header.ModelVerReadable > GetVersionInfo().VerWrittenCur)
-            throw host.Except($"This model was saved by a newer MLNetFreqFusion (format 0x{ctx.Header.ModelVerReadable:X8}); this one reads " +
-                $"up to 0x{GetVersionInfo().VerWrittenCur:X8}. Update the MLNetFreqFusion package to load it.");
-        ctx.CheckAtModel(GetVersionInfo());
-
-        // *** Binary format ***
-        // SegmentationModelSettings (see its Write)
-        // stream "TSModel": the network's TorchSharp state dict
-        var settings = SegmentationModelSettings.Read(ctx.Reader, host, hasInferenceBatchSize: ctx.Header.ModelVerWritten >= 0x00010002);
-        var network = SegmentationNetwork.Create(settings.ToNetworkOptions(pretrainedWeightsPath: null, freezeBatchNorm: false), loadPretrainedWeights: false);
-        bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r => network.load(r, strict: true));
-        host.CheckDecode(loaded, "the model has no network weights (stream TSModel)");
-        return new SemanticSegmentationTransformer(env, settings, network);
-    }
-
-    static IRowMapper Create(IHostEnvironment env, ModelLoadContext ctx, DataViewSchema inputSchema)
-        => Create(env, ctx).MakeRowMapper(inputSchema);
 
     /// <summary>
     /// Adds the predicted-mask column (and the probabilities column when the model has one) to <paramref name="input"/>.
@@ -136,15 +96,7 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
     public new IDataView Transform(IDataView input)
     {
         Host.CheckValue(input, nameof(input));
-        return new BatchedSegmentationDataView(Host, input, MakeDataTransform(input), _settings, Predict);
-    }
-
-    /// <summary>Predicts a batch of images of one size; one network serves every cursor and engine of this model.</summary>
-    internal SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities)
-    {
-        // TorchSharp modules are not safe to run from several threads at once, so predictions are serialised here.
-        lock (_gate)
-            return _predictor.Predict(rgb, withProbabilities);
+        return new BatchedSegmentationDataView(Host, input, MakeDataTransform(input), _settings.ImageColumnName, _predictor);
     }
 
     /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
@@ -167,108 +119,18 @@ public sealed class SemanticSegmentationTransformer : RowToRowTransformerBase, I
         var shape = SchemaShape.Create(data.Schema);
         SchemaChecks.CheckImageColumn(Host, shape, _settings.ImageColumnName);
         SchemaChecks.CheckMaskColumn(Host, shape, labelColumnName, "label");
-        var analyzer = new FeatureConsistencyAnalyzer(_settings.NumberOfClasses, _settings.IgnoreIndex);
-        // Class centres need every image before any similarity, so the images pass through the network twice
-        // rather than keeping all feature maps in memory.
-        ForEachFeatureMap(data, labelColumnName, analyzer.AddToClassCentres);
-        ForEachFeatureMap(data, labelColumnName, analyzer.AddToSimilarities);
-        return analyzer.Compute();
-    }
-
-    void ForEachFeatureMap(IDataView data, string labelColumnName, Action<Tensor, IReadOnlyList<SegmentationMask>> action)
-    {
-        var imageColumn = data.Schema[_settings.ImageColumnName];
-        var labelColumn = data.Schema[labelColumnName];
-        using var cursor = data.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        MLImage image = null!;
-        SegmentationMask label = null!;
-        while (cursor.MoveNext())
-        {
-            Host.CheckAlive();
-            getImage(ref image);
-            getLabel(ref label);
-            using var scope = NewDisposeScope();
-            using var _ = no_grad();
-            Tensor features;
-            lock (_gate)
+        return SegmentationEvaluation.AnalyzeFeatureConsistency(Host, data, _settings.ImageColumnName, labelColumnName,
+            _settings.NumberOfClasses, _settings.IgnoreIndex, image =>
             {
-                _network.eval();
-                features = _network.DecoderFeatures(ImageTensorConverter.ToTensor(image).unsqueeze(0).to(_device)).cpu();
-            }
-            action(features, new[] { label });
-        }
+                var rgb = ImageTensorConverter.ToTensor(image).unsqueeze(0).to(_predictor.Device);
+                return _predictor.WithNetwork(network =>
+                {
+                    network.eval();
+                    return network.DecoderFeatures(rgb).cpu();
+                });
+            });
     }
 
     /// <summary>Releases the network's native memory.</summary>
     public void Dispose() => _network.Dispose();
-
-    sealed class Mapper : MapperBase
-    {
-        readonly SemanticSegmentationTransformer _owner;
-        readonly int _imageColumn;
-
-        public Mapper(SemanticSegmentationTransformer parent, DataViewSchema inputSchema)
-            : base(parent.Host.Register(nameof(Mapper)), inputSchema, parent)
-        {
-            _owner = parent;
-            var name = parent._settings.ImageColumnName;
-            SchemaChecks.CheckImageColumn(Host, SchemaShape.Create(inputSchema), name);
-            _imageColumn = inputSchema[name].Index;
-        }
-
-        public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore()
-        {
-            var s = _owner._settings;
-            var columns = new List<DataViewSchema.DetachedColumn> { new(s.PredictedLabelColumnName, SegmentationMaskDataViewType.Instance) };
-            if (s.ProbabilitiesColumnName is not null)
-                columns.Add(new(s.ProbabilitiesColumnName, new VectorDataViewType(NumberDataViewType.Single)));
-            return columns.ToArray();
-        }
-
-        public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
-            => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ProbabilitiesColumnName is not null && activeOutput(1)));
-
-        public override void SaveModel(ModelSaveContext ctx) => _owner.SaveModel(ctx);
-
-        /// <summary>Both output columns come from one prediction per row, so the getters share it.</summary>
-        public override Delegate[] CreateGetters(DataViewRow input, Func<int, bool> activeOutput, out Action disposer)
-        {
-            disposer = () => { };
-            var getters = new Delegate[OutputColumnCount];
-            bool wantMask = activeOutput(0), wantProbabilities = OutputColumnCount > 1 && activeOutput(1);
-            if (!wantMask && !wantProbabilities)
-                return getters;
-            var getImage = input.GetGetter<MLImage>(input.Schema[_imageColumn]);
-            MLImage image = null!;
-            long cachedPosition = -1;
-            SegmentationPrediction cached = default;
-
-            SegmentationPrediction Current()
-            {
-                if (cachedPosition != input.Position)
-                {
-                    getImage(ref image);
-                    if (image is null)
-                        throw Host.Except($"Row {input.Position}: the image column '{_owner._settings.ImageColumnName}' holds no image.");
-                    using var scope = NewDisposeScope();
-                    cached = _owner.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities)[0];
-                    cachedPosition = input.Position;
-                }
-                return cached;
-            }
-
-            if (wantMask)
-                getters[0] = (ValueGetter<SegmentationMask>)((ref SegmentationMask value) => value = Current().Mask);
-            if (wantProbabilities)
-                getters[1] = (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) => BatchedSegmentationDataView.CopyProbabilities(Current(), ref value));
-            return getters;
-        }
-
-        int OutputColumnCount => _owner._settings.ProbabilitiesColumnName is null ? 1 : 2;
-
-        public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
-            => throw Contracts.ExceptNotSupp("CreateGetters makes every getter of this mapper.");
-    }
 }

@@ -1,4 +1,3 @@
-using MLNetFreqFusion;
 using MLNetFreqFusion.Backbones;
 using MLNetFreqFusion.Decoders;
 using TorchSharp;
@@ -14,7 +13,7 @@ namespace MLNetFreqFusion.Networks;
 /// [B,3,H,W] float32 in 0..255 of any size, applies the backbone's own input normalisation, pads the sides to
 /// multiples of 32 and crops the logits back, returning [B,K,H,W] logits. Build one with <see cref="Create"/>.
 /// </summary>
-public sealed class SegmentationNetwork : Module<Tensor, Tensor>
+public sealed partial class SegmentationNetwork : Module<Tensor, Tensor>
 {
     /// <summary>Input sides are padded to a multiple of this (the deepest backbone stride).</summary>
     public const int SizeDivisor = 32;
@@ -23,22 +22,24 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
     private readonly DecodeHead decode_head;
 
     private readonly int[] _inputStages;
+    private readonly string? _pretrainedWeightsPath;
 
-    internal SegmentationNetwork(Backbone backbone, DecodeHead decodeHead, IReadOnlyList<int> inputStages, SegmentationNetworkOptions options)
+    private SegmentationNetwork(Backbone backbone, DecodeHead decodeHead, SegmentationArchitecture architecture, string? pretrainedWeightsPath)
         : base(nameof(SegmentationNetwork))
     {
         this.backbone = backbone;
         decode_head = decodeHead;
-        _inputStages = inputStages.ToArray();
-        Options = options;
+        _inputStages = architecture.InputStages;
+        _pretrainedWeightsPath = pretrainedWeightsPath;
+        Architecture = architecture;
         RegisterComponents();
     }
 
-    /// <summary>The options the network was built from (a copy; changing it has no effect).</summary>
-    public SegmentationNetworkOptions Options { get; }
+    /// <summary>What the network is made of, its decoder width resolved.</summary>
+    public SegmentationArchitecture Architecture { get; }
 
     /// <summary>Number of classes, the channel count of the logits.</summary>
-    public int NumberOfClasses => Options.NumberOfClasses;
+    public int NumberOfClasses => Architecture.NumberOfClasses;
 
     /// <summary>Channels of the backbone's four feature maps (strides 4, 8, 16, 32).</summary>
     public IReadOnlyList<int> BackboneChannels => backbone.OutChannels;
@@ -51,61 +52,53 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
     internal DecodeHead DecodeHeadModule => decode_head;
 
     /// <summary>
-    /// Builds the network described by <paramref name="options"/>. When <paramref name="loadPretrainedWeights"/> is
-    /// true the backbone receives <see cref="SegmentationNetworkOptions.PretrainedWeightsPath"/> (and
+    /// Builds the network described by <paramref name="architecture"/>. When <paramref name="loadPretrainedWeights"/>
+    /// is true the backbone receives <paramref name="pretrainedWeightsPath"/> (and
     /// <see cref="SegmentationBackbone.ResNet18ImageNet"/> its ONNX weights); pass false to rebuild an architecture whose
-    /// weights are loaded afterwards (for example from a saved model).
+    /// weights are loaded afterwards (for example from a checkpoint).
     /// </summary>
-    /// <param name="options">Backbone, decoder, class count and widths.</param>
-    /// <param name="loadPretrainedWeights">Whether to load the pretrained backbone weights.</param>
-    public static SegmentationNetwork Create(SegmentationNetworkOptions options, bool loadPretrainedWeights = true)
+    /// <param name="architecture">Backbone, decoder, class count and widths.</param>
+    /// <param name="pretrainedWeightsPath">
+    /// Pretrained backbone weights. For <see cref="SegmentationBackbone.ResNet18ImageNet"/>: the ResNet18.onnx of the
+    /// NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 (when null, the copy in the application's build output is
+    /// used, see <see cref="PretrainedModels.FindResNet18Onnx"/>). For every backbone: a PyTorch checkpoint (.pt, .pth,
+    /// .bin, .safetensors) with torchvision ResNet or HuggingFace SegformerModel names. Default null: random
+    /// initialisation (except for ResNet18ImageNet, which always loads its ONNX weights).
+    /// </param>
+    /// <param name="freezeBatchNorm">
+    /// Keep the backbone's batch-norm layers in eval mode while training (running statistics used, not updated; affine
+    /// weights still trained), the usual choice when fine-tuning with small batches. Default false.
+    /// </param>
+    /// <param name="loadPretrainedWeights">Whether to load the pretrained backbone weights. Default true.</param>
+    /// <exception cref="ArgumentException">The architecture breaks a rule; the message names the field.</exception>
+    public static SegmentationNetwork Create(SegmentationArchitecture architecture, string? pretrainedWeightsPath = null,
+        bool freezeBatchNorm = false, bool loadPretrainedWeights = true)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        options = options.Clone();
-        if (options.NumberOfClasses < 1)
-            throw new ArgumentException($"NumberOfClasses must be at least 1, got {options.NumberOfClasses}.", nameof(options));
-        if (options.DecoderChannels is < 1)
-            throw new ArgumentException($"DecoderChannels must be positive, got {options.DecoderChannels}.", nameof(options));
-        if (options.CompressRatio < 1)
-            throw new ArgumentException($"CompressRatio must be at least 1, got {options.CompressRatio}.", nameof(options));
-        if (options.DropoutRatio is < 0 or >= 1 || double.IsNaN(options.DropoutRatio))
-            throw new ArgumentException($"DropoutRatio must be in [0, 1), got {options.DropoutRatio}.", nameof(options));
-
-        var backbone = BackboneFactory.Create(options.Backbone, options.FreezeBatchNorm);
-        int channels = options.DecoderChannels ?? DefaultDecoderChannels(options.Backbone, options.Decoder);
-        var network = Assemble(backbone, options, channels);
+        Check(architecture);
+        var network = Assemble(BackboneFactory.Create(architecture.Backbone, freezeBatchNorm), architecture,
+            architecture.ResolvedDecoderChannels, pretrainedWeightsPath);
         if (loadPretrainedWeights)
             network.LoadPretrainedBackbone();
         return network;
     }
 
     /// <summary>Assembles a network around an existing backbone (tests use tiny backbones this way).</summary>
-    internal static SegmentationNetwork Assemble(Backbone backbone, SegmentationNetworkOptions options, int channels)
+    internal static SegmentationNetwork Assemble(Backbone backbone, SegmentationArchitecture architecture, int channels, string? pretrainedWeightsPath = null)
     {
-        var stages = options.DecoderInputStages ?? [0, 1, 2, 3];
-        if (stages.Length == 0 || stages.Any(s => s is < 0 or > 3) || stages.Zip(stages.Skip(1)).Any(p => p.Second <= p.First))
-            throw new ArgumentException(
-                $"DecoderInputStages must be increasing stage indices in 0..3, got [{string.Join(", ", stages)}].", nameof(options));
-        if (options.Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn && stages.Zip(stages.Skip(1)).Any(p => p.Second != p.First + 1))
-            throw new ArgumentException(
-                $"FreqFusion fuses features whose resolutions differ by exactly 2×, so its DecoderInputStages must be consecutive; got [{string.Join(", ", stages)}].", nameof(options));
-        var inChannels = stages.Select(s => backbone.OutChannels[s]).ToArray();
-        DecodeHead head = options.Decoder switch
-        {
-            SegmentationDecoder.Bilinear => new SegFormerHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.BilinearFpn => FpnHead.Bilinear(inChannels, channels, options.NumberOfClasses, options.DropoutRatio),
-            SegmentationDecoder.FreqFusion => new FreqFusionHead(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
-            SegmentationDecoder.FreqFusionFpn => FpnHead.WithFreqFusion(inChannels, channels, options.NumberOfClasses, options.DropoutRatio, options.CompressRatio),
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Decoder, "Unknown segmentation decoder."),
-        };
-        return new SegmentationNetwork(backbone, head, stages, options);
+        Check(architecture);
+        architecture = architecture with { DecoderChannels = channels, DecoderInputStages = architecture.DecoderInputStages?.ToArray() };
+        var inChannels = architecture.InputStages.Select(s => backbone.OutChannels[s]).ToArray();
+        var head = DecoderFactory.Create(architecture.Decoder, inChannels, channels, architecture.NumberOfClasses,
+            architecture.DropoutRatio, architecture.CompressRatio);
+        return new SegmentationNetwork(backbone, head, architecture, pretrainedWeightsPath);
     }
 
-    /// <summary>SegFormer's decoder widths: 256 for B0/B1, 768 for B2…B5; 256 for ResNets and for the FPN heads.</summary>
-    internal static int DefaultDecoderChannels(SegmentationBackbone backbone, SegmentationDecoder decoder) =>
-        decoder is SegmentationDecoder.FreqFusionFpn or SegmentationDecoder.BilinearFpn
-            ? 256
-            : backbone is >= SegmentationBackbone.MiTB2 and <= SegmentationBackbone.MiTB5 ? 768 : 256;
+    private static void Check(SegmentationArchitecture architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        foreach (var (field, message) in architecture.Problems())
+            throw new ArgumentException(message, $"{nameof(architecture)}.{field}");
+    }
 
     /// <summary>Logits [B,K,H,W] for RGB images [B,3,H,W] in 0..255.</summary>
     /// <param name="rgb">float32 RGB pixels in 0..255, any height and width.</param>
@@ -150,94 +143,6 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
         backbone.train(train);
     }
 
-    /// <summary>
-    /// Loads a whole-network PyTorch checkpoint (.pt, .pth, .bin, .safetensors) saved by <see cref="SaveCheckpoint"/>
-    /// or from an identically named PyTorch model. Strict by default: missing or unexpected keys and shape mismatches
-    /// throw with a list of them; with <paramref name="strict"/> false only fitting tensors are copied.
-    /// </summary>
-    /// <param name="path">The checkpoint file.</param>
-    /// <param name="strict">Require an exact match of keys and shapes.</param>
-    public CheckpointLoadResult LoadCheckpoint(string path, bool strict = true)
-    {
-        var source = Checkpoints.Read(path);
-        try
-        {
-            var keys = source.ToDictionary(p => StripPrefix(p.Key, "module."), p => p.Value);
-            return Checkpoints.Apply(this, keys, strict, allowUnexpected: false, $"The checkpoint '{path}'");
-        }
-        finally
-        {
-            foreach (var tensor in source.Values)
-                tensor.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Loads backbone weights from a PyTorch checkpoint: a torchvision ResNet (<c>conv1.weight</c>, <c>layer1.0.…</c>),
-    /// a HuggingFace Segformer model (<c>encoder.…</c> or <c>segformer.encoder.…</c>) or a whole network of ours
-    /// (<c>backbone.…</c>). Keys outside the backbone (classifier, <c>fc</c>, decode head) are ignored and listed in
-    /// <see cref="CheckpointLoadResult.UnexpectedKeys"/>. Strict by default: missing backbone keys or shape mismatches
-    /// throw; with <paramref name="strict"/> false only fitting tensors are copied.
-    /// </summary>
-    /// <param name="path">The checkpoint file.</param>
-    /// <param name="strict">Require every backbone tensor to be present with the right shape.</param>
-    public CheckpointLoadResult LoadBackboneCheckpoint(string path, bool strict = true)
-    {
-        var source = Checkpoints.Read(path);
-        try
-        {
-            var keys = new Dictionary<string, Tensor>();
-            foreach (var (key, value) in source)
-            {
-                var name = StripPrefix(key, "module.");
-                name = StripPrefix(StripPrefix(name, "backbone."), "segformer.");
-                keys.TryAdd(name, value);
-            }
-            return Checkpoints.Apply(backbone, keys, strict, allowUnexpected: true, $"The checkpoint '{path}' (backbone {Options.Backbone})");
-        }
-        finally
-        {
-            foreach (var tensor in source.Values)
-                tensor.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Saves the whole network's state dict as a PyTorch checkpoint readable by <c>torch.load</c> (or by
-    /// <c>safetensors</c> when the path ends in .safetensors), with the same keys as <c>state_dict()</c>.
-    /// </summary>
-    /// <param name="path">The file to write.</param>
-    public void SaveCheckpoint(string path)
-    {
-        if (Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase))
-            this.save_safetensors(path);
-        else
-            this.save_py(path);
-    }
-
-    private void LoadPretrainedBackbone()
-    {
-        var path = Options.PretrainedWeightsPath;
-        if (Options.Backbone == SegmentationBackbone.ResNet18ImageNet)
-        {
-            path ??= PretrainedModels.FindResNet18Onnx() ?? throw new InvalidOperationException(
-                "The ResNet18ImageNet backbone needs ResNet18.onnx from the NuGet package Microsoft.ML.DnnImageFeaturizer.ResNet18 0.23.1, " +
-                $"but '{PretrainedModels.ResNet18OnnxRelativePath}' is not in '{AppContext.BaseDirectory}'. Reference that package in the application " +
-                "or set PretrainedWeightsPath to the file.");
-            if (Path.GetExtension(path).Equals(".onnx", StringComparison.OrdinalIgnoreCase))
-            {
-                ResNet18OnnxWeights.Load((ResNet)backbone, path);
-                return;
-            }
-        }
-        if (path is null)
-            return;
-        if (Path.GetExtension(path).Equals(".onnx", StringComparison.OrdinalIgnoreCase))
-            throw new NotSupportedException(
-                $"'{path}': ONNX weights are read only for the ResNet18ImageNet backbone; give a PyTorch checkpoint for {Options.Backbone}.");
-        LoadBackboneCheckpoint(path);
-    }
-
     private static (long Height, long Width) CheckInput(Tensor rgb)
     {
         if (rgb.dim() != 4 || rgb.shape[1] != 3)
@@ -278,7 +183,4 @@ public sealed class SegmentationNetwork : Module<Tensor, Tensor>
     }
 
     private Tensor[] SelectStages(Tensor[] features) => _inputStages.Select(s => features[s]).ToArray();
-
-    private static string StripPrefix(string key, string prefix) =>
-        key.StartsWith(prefix, StringComparison.Ordinal) ? key[prefix.Length..] : key;
 }

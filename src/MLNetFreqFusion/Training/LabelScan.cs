@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
+using MLNetFreqFusion.Data;
 
 namespace MLNetFreqFusion.Training;
 
@@ -9,37 +10,30 @@ namespace MLNetFreqFusion.Training;
 /// </summary>
 internal static class LabelScan
 {
-    public static int Run(IExceptionContext ectx, IDataView data, SemanticSegmentationTrainer.Options o, string what)
+    public static int Run(IHost host, IDataView data, TrainingSettings o, string what)
     {
-        var column = data.Schema[o.LabelColumnName];
-        using var cursor = data.GetRowCursor(new[] { column });
-        var getter = cursor.GetGetter<SegmentationMask>(column);
-        SegmentationMask mask = null!;
         int rows = 0;
         long classPixels = 0, ignorePixels = 0;
-        while (cursor.MoveNext())
+        foreach (var (_, mask) in SegmentationRows.Masks(host, data, o.LabelColumnName))
         {
-            getter(ref mask);
-            if (mask is null)
-                throw ectx.Except($"Row {rows} of the {what} has no label mask in column '{o.LabelColumnName}'.");
             foreach (var value in mask.Labels)
             {
                 if (value == o.IgnoreIndex) { ignorePixels++; continue; }
                 if (value < o.NumberOfClasses) { if (value > 0) classPixels++; continue; }
-                throw ectx.Except(BadValueMessage(rows, mask, value, o));
+                throw host.Except(BadValueMessage(rows, mask, value, o));
             }
             rows++;
         }
         if (rows == 0)
-            throw ectx.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
+            throw host.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
         if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
-            throw ectx.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
+            throw host.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +
                 "{ ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }) and NumberOfClasses = 2.");
         return rows;
     }
 
-    static string BadValueMessage(int row, SegmentationMask mask, int value, SemanticSegmentationTrainer.Options o)
+    static string BadValueMessage(int row, SegmentationMask mask, int value, TrainingSettings o)
     {
         string source = mask.SourcePath is null ? "" : $" ('{mask.SourcePath}')";
         string hint = value == 255

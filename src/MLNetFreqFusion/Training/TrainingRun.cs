@@ -16,32 +16,30 @@ namespace MLNetFreqFusion.Training;
 /// with warmup, validation mean IoU after every epoch with the best weights kept, early stopping, progress, and
 /// cancellation between steps.
 /// </summary>
-internal sealed class TrainingRun
+internal sealed partial class TrainingRun
 {
     readonly IHost _host;
     readonly IChannel _ch;
-    readonly SemanticSegmentationTrainer.Options _o;
-    readonly SegmentationModelSettings _settings;
+    readonly TrainingSettings _o;
+    readonly SegmentationPredictor _predictor;
     readonly SegmentationNetwork _network;
     readonly Device _device;
     readonly int _rows, _seed;
     readonly SegmentationLoss _loss;
-    readonly AugmentationOptions _augmentation;
     readonly Random _random;
 
-    public TrainingRun(IHost host, IChannel ch, SemanticSegmentationTrainer.Options options, SegmentationModelSettings settings,
+    public TrainingRun(IHost host, IChannel ch, TrainingSettings options, SegmentationPredictor predictor,
         SegmentationNetwork network, Device device, int rows, int seed)
     {
         _host = host;
         _ch = ch;
         _o = options;
-        _settings = settings;
+        _predictor = predictor;
         _network = network;
         _device = device;
         _rows = rows;
         _seed = seed;
         _loss = new SegmentationLoss(options.IgnoreIndex, options.ClassWeights, options.DiceLossWeight);
-        _augmentation = options.Augmentation.WithCrop(options.CropSize);
         _random = new Random(seed);
     }
 
@@ -158,132 +156,11 @@ internal sealed class TrainingRun
         return (optimizer, groups);
     }
 
-    sealed class Batch : IDisposable
-    {
-        public required Tensor Images { get; init; }
-        public required Tensor Labels { get; init; }
-        public required int Count { get; init; }
-        public void Dispose() { Images.Dispose(); Labels.Dispose(); }
-    }
-
-    IEnumerable<Batch> Batches(IDataView input, int epoch)
-    {
-        var images = new List<Tensor>(_o.BatchSize);
-        var labels = new List<Tensor>(_o.BatchSize);
-        foreach (var (image, mask) in Shuffled(input, new Random(unchecked(_seed + epoch))))
-        {
-            using (image)
-            using (var scope = NewDisposeScope())
-            {
-                var (augmentedImage, augmentedMask) = SegmentationAugmenter.Apply(ImageTensorConverter.ToTensor(image), ImageTensorConverter.ToTensor(mask), _augmentation, _o.IgnoreIndex, _random);
-                images.Add(augmentedImage.MoveToOuterDisposeScope());
-                labels.Add(augmentedMask.MoveToOuterDisposeScope());
-            }
-            if (images.Count == _o.BatchSize)
-                yield return Collate(images, labels);
-        }
-        if (images.Count > 0)
-            yield return Collate(images, labels);
-    }
-
-    Batch Collate(List<Tensor> images, List<Tensor> labels)
-    {
-        Batch batch;
-        // The scope also frees the stacked CPU tensors when moving to another device makes copies of them.
-        using (var scope = NewDisposeScope())
-        {
-            batch = new Batch
-            {
-                Images = stack(images).to(_device).MoveToOuterDisposeScope(),
-                Labels = stack(labels).to(_device).MoveToOuterDisposeScope(),
-                Count = images.Count,
-            };
-        }
-        foreach (var t in images.Concat(labels)) t.Dispose();
-        images.Clear();
-        labels.Clear();
-        return batch;
-    }
-
-    /// <summary>
-    /// The rows in a seeded random order through a pool of <see cref="ShufflePoolSize"/> rows, as ML.NET's own
-    /// shuffling does; ML.NET's RowShufflingTransformer itself cannot be used because it drops image columns.
-    /// Images are decoded lazily by the cursor, so memory holds at most the pool.
-    /// </summary>
-    IEnumerable<(MLImage Image, SegmentationMask Mask)> Shuffled(IDataView input, Random random)
-    {
-        var imageColumn = input.Schema[_o.ImageColumnName];
-        var labelColumn = input.Schema[_o.LabelColumnName];
-        using var cursor = input.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        var pool = new List<(MLImage, SegmentationMask)>(ShufflePoolSize);
-        long row = 0;
-        while (cursor.MoveNext())
-        {
-            MLImage image = null!;
-            SegmentationMask mask = null!;
-            getImage(ref image);
-            getLabel(ref mask);
-            CheckPair(image, mask, row++);
-            // The pool outlives the cursor row the image came from; an image column's getter may dispose or reuse
-            // its MLImage when the cursor moves, so the pool keeps its own copy of the pixels.
-            image = MLImage.CreateFromPixels(image.Width, image.Height, image.PixelFormat, image.Pixels);
-            if (pool.Count < ShufflePoolSize)
-            {
-                pool.Add((image, mask));
-                continue;
-            }
-            int pick = random.Next(pool.Count);
-            var chosen = pool[pick];
-            pool[pick] = (image, mask);
-            yield return chosen;
-        }
-        while (pool.Count > 0)
-        {
-            int pick = random.Next(pool.Count);
-            var chosen = pool[pick];
-            pool[pick] = pool[^1];
-            pool.RemoveAt(pool.Count - 1);
-            yield return chosen;
-        }
-    }
-
-    const int ShufflePoolSize = 1000;
-
-    void CheckPair(MLImage? image, SegmentationMask? mask, long row)
-    {
-        if (image is null)
-            throw _host.Except($"Row {row} has no image in column '{_o.ImageColumnName}'.");
-        if (mask is null)
-            throw _host.Except($"Row {row} has no mask in column '{_o.LabelColumnName}'.");
-        if (image.Width != mask.Width || image.Height != mask.Height)
-            throw _host.Except($"Row {row}: the mask{(mask.SourcePath is null ? "" : $" '{mask.SourcePath}'")} is {mask.Width}×{mask.Height} " +
-                $"but its image{(string.IsNullOrEmpty(image.Tag) ? "" : $" '{image.Tag}'")} is {image.Width}×{image.Height}; an image and its mask must have the same size. Resize neither " +
-                "with ResizeImages (it filters masks); fix the pair on disk.");
-    }
-
     double Validate(IDataView data)
     {
-        var accumulator = new SegmentationMetricsAccumulator(_settings.NumberOfClasses, _settings.IgnoreIndex, _settings.ClassNames);
-        var predictor = new SegmentationPredictor(_network, _settings, _device);
-        var imageColumn = data.Schema[_o.ImageColumnName];
-        var labelColumn = data.Schema[_o.LabelColumnName];
-        using var cursor = data.GetRowCursor(new[] { imageColumn, labelColumn });
-        var getImage = cursor.GetGetter<MLImage>(imageColumn);
-        var getLabel = cursor.GetGetter<SegmentationMask>(labelColumn);
-        MLImage image = null!;
-        SegmentationMask label = null!;
-        long row = 0;
-        while (cursor.MoveNext())
-        {
-            _host.CheckAlive();
-            getImage(ref image);
-            getLabel(ref label);
-            CheckPair(image, label, row++);
-            var predicted = predictor.Predict(image);
-            accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
-        }
+        var accumulator = new SegmentationMetricsAccumulator(_o.NumberOfClasses, _o.IgnoreIndex);
+        foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName))
+            accumulator.Update(_predictor.Predict(image).Labels, label.Labels, label.Width, label.Height);
         _network.train();
         return accumulator.Compute().MeanIoU;
     }

@@ -68,7 +68,7 @@ public sealed class BackboneTests
     [TestMethod]
     public void MiTB0WithTheSegFormerHeadHasHuggingFacesParameterCount()
     {
-        using var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        using var network = SegmentationNetwork.Create(new SegmentationArchitecture
         {
             Backbone = SegmentationBackbone.MiTB0, Decoder = SegmentationDecoder.Bilinear, NumberOfClasses = 150,
         });

@@ -54,7 +54,7 @@ public sealed class ResNet18OnnxParityTests
         Assert.IsNotNull(found, "the package's props copy DnnImageModels/ into the test output");
         Assert.IsNull(PretrainedModels.FindResNet18Onnx(Path.GetTempPath()));
 
-        using var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        using var network = SegmentationNetwork.Create(new SegmentationArchitecture
         {
             Backbone = SegmentationBackbone.ResNet18ImageNet, Decoder = SegmentationDecoder.Bilinear, NumberOfClasses = 2,
         });
@@ -71,14 +71,14 @@ public sealed class ResNet18OnnxParityTests
     public void AMissingOnnxFileIsReportedWithTheFixAndOtherBackbonesRejectOnnx()
     {
         var missing = Path.Combine(Path.GetTempPath(), "no-such-dir", "ResNet18.onnx");
-        var error = Assert.ThrowsExactly<FileNotFoundException>(() => SegmentationNetwork.Create(new SegmentationNetworkOptions
+        var error = Assert.ThrowsExactly<FileNotFoundException>(() => SegmentationNetwork.Create(new SegmentationArchitecture
         {
-            Backbone = SegmentationBackbone.ResNet18ImageNet, NumberOfClasses = 2, Decoder = SegmentationDecoder.Bilinear, PretrainedWeightsPath = missing,
-        }));
+            Backbone = SegmentationBackbone.ResNet18ImageNet, NumberOfClasses = 2, Decoder = SegmentationDecoder.Bilinear,
+        }, pretrainedWeightsPath: missing));
         StringAssert.Contains(error.Message, "Microsoft.ML.DnnImageFeaturizer.ResNet18");
-        Assert.ThrowsExactly<NotSupportedException>(() => SegmentationNetwork.Create(new SegmentationNetworkOptions
+        Assert.ThrowsExactly<NotSupportedException>(() => SegmentationNetwork.Create(new SegmentationArchitecture
         {
-            Backbone = SegmentationBackbone.ResNet18, NumberOfClasses = 2, Decoder = SegmentationDecoder.Bilinear, PretrainedWeightsPath = PackageOnnxPath(),
-        }));
+            Backbone = SegmentationBackbone.ResNet18, NumberOfClasses = 2, Decoder = SegmentationDecoder.Bilinear,
+        }, pretrainedWeightsPath: PackageOnnxPath()));
     }
 }

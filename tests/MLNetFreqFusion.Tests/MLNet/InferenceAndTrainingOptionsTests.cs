@@ -389,7 +389,7 @@ public sealed class InferenceAndTrainingOptionsTests
         // same here gives the weights it started from.
         long seed = torch.random.initial_seed();
         torch.random.manual_seed(seed);
-        using var initial = SegmentationNetwork.Create(SegmentationModelSettings.FromOptions(options).ToNetworkOptions(options.PretrainedWeightsPath, options.FreezeBatchNorm));
+        using var initial = SegmentationNetwork.Create(SegmentationModelSettings.FromOptions(options).Architecture, options.PretrainedWeightsPath, options.FreezeBatchNorm);
         return new Run(freezeBackboneEpochs, seed, Weights.Of(initial), final);
     }
 }

@@ -178,6 +178,31 @@ public sealed class TransformBatchingTests
     }
 
     [TestMethod]
+    public void TheModelGivesItsArchitectureAndACopyOfItsNetworkThatPredictsTheSame()
+    {
+        var architecture = _segmenter.Architecture;
+        Assert.AreEqual(SegmentationBackbone.ResNet18, architecture.Backbone);
+        Assert.AreEqual(SegmentationDecoder.FreqFusion, architecture.Decoder);
+        Assert.AreEqual(11, architecture.NumberOfClasses);
+        Assert.AreEqual(16, architecture.DecoderChannels);
+        var engine = _ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(_segmenter);
+        using var image = MLImage.CreateFromFile(Path.Combine(_folder, "0.png"));
+        var predicted = engine.Predict(new ModelInput { Image = image }).PredictedLabel.Labels;
+        using var copy = _segmenter.CopyNetwork();
+        Assert.AreEqual(16, copy.DecoderChannels);
+        Assert.IsFalse(copy.training, "the copy is in evaluation mode");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var labels = copy.call(MLNetFreqFusion.Data.ImageTensorConverter.ToTensor(image).unsqueeze(0)).argmax(1)[0];
+        CollectionAssert.AreEqual(predicted, MLNetFreqFusion.Data.ImageTensorConverter.ToMask(labels).Labels,
+            "the copy's argmax is the model's prediction");
+        // The copy has its own weights: changing them leaves the model alone.
+        foreach (var p in copy.parameters())
+            p.detach().copy_(randn_like(p));
+        CollectionAssert.AreEqual(predicted, engine.Predict(new ModelInput { Image = image }).PredictedLabel.Labels);
+    }
+
+    [TestMethod]
     public void RowsMovedPastWithoutReadingAreNotPredicted()
     {
         var scored = _segmenter.Transform(Images());

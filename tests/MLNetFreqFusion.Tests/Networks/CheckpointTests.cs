@@ -90,7 +90,7 @@ public sealed class CheckpointTests : TempFolderTests
 
         // The wrong architecture: strict backbone loading names what is missing.
         using var deeper = SegmentationNetwork.Assemble(new ResNet(false, [1, 1, 1, 2], 8, false, InputNormalization.ImageNet),
-            new SegmentationNetworkOptions { NumberOfClasses = 3, Decoder = SegmentationDecoder.Bilinear }, 16);
+            new SegmentationArchitecture { NumberOfClasses = 3, Decoder = SegmentationDecoder.Bilinear }, 16);
         var error = Assert.ThrowsExactly<InvalidDataException>(() => deeper.LoadBackboneCheckpoint(path));
         StringAssert.Contains(error.Message, "layer4.1.conv1.weight");
         Assert.AreEqual(10, deeper.LoadBackboneCheckpoint(path, strict: false).MissingKeys.Count);
@@ -109,10 +109,10 @@ public sealed class CheckpointTests : TempFolderTests
         Safetensors.SaveStateDict(path, state);
 
         manual_seed(42);
-        using var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+        using var network = SegmentationNetwork.Create(new SegmentationArchitecture
         {
-            Backbone = SegmentationBackbone.MiTB0, Decoder = SegmentationDecoder.Bilinear, NumberOfClasses = 2, PretrainedWeightsPath = path,
-        });
+            Backbone = SegmentationBackbone.MiTB0, Decoder = SegmentationDecoder.Bilinear, NumberOfClasses = 2,
+        }, pretrainedWeightsPath: path);
         var loaded = network.state_dict();
         foreach (var (key, value) in encoder.state_dict())
             Assert.IsTrue(loaded["backbone." + key].eq(value).all().item<bool>(), key);

@@ -10,14 +10,13 @@ internal static class NetworkTestUtilities
     public static SegmentationNetwork TinyResNetNetwork(SegmentationDecoder decoder, int classes, int channels = 16, bool freezeBatchNorm = false, double dropout = 0.1)
     {
         var backbone = new ResNet(false, [1, 1, 1, 1], 8, freezeBatchNorm, InputNormalization.ImageNet);
-        var options = new SegmentationNetworkOptions
+        var options = new SegmentationArchitecture
         {
             Backbone = SegmentationBackbone.ResNet18,
             Decoder = decoder,
             NumberOfClasses = classes,
             DecoderChannels = channels,
             DropoutRatio = dropout,
-            FreezeBatchNorm = freezeBatchNorm,
         };
         return SegmentationNetwork.Assemble(backbone, options, channels);
     }

@@ -18,7 +18,7 @@ public sealed class SegmentationNetworkShapeTests
         {
             using var scope = NewDisposeScope();
             manual_seed(1);
-            using var network = SegmentationNetwork.Create(new SegmentationNetworkOptions
+            using var network = SegmentationNetwork.Create(new SegmentationArchitecture
             {
                 Backbone = backbone, Decoder = decoder, NumberOfClasses = 5, DecoderChannels = 32,
             });
@@ -48,7 +48,7 @@ public sealed class SegmentationNetworkShapeTests
         using var scope = NewDisposeScope();
         manual_seed(2);
         using var network = SegmentationNetwork.Create(
-            new SegmentationNetworkOptions { Backbone = backbone, Decoder = decoder, NumberOfClasses = 3, DecoderChannels = 32 },
+            new SegmentationArchitecture { Backbone = backbone, Decoder = decoder, NumberOfClasses = 3, DecoderChannels = 32 },
             loadPretrainedWeights: false);
         network.eval();
         using var noGrad = no_grad();
@@ -100,10 +100,10 @@ public sealed class SegmentationNetworkShapeTests
         var bytes = zeros(1, 3, 32, 32, dtype: ScalarType.Byte);
         Assert.ThrowsExactly<ArgumentException>(() => network.call(bytes));
 
-        var noClasses = Assert.ThrowsExactly<ArgumentException>(() => SegmentationNetwork.Create(new SegmentationNetworkOptions()));
+        var noClasses = Assert.ThrowsExactly<ArgumentException>(() => SegmentationNetwork.Create(new SegmentationArchitecture()));
         StringAssert.Contains(noClasses.Message, "NumberOfClasses");
         var badStages = Assert.ThrowsExactly<ArgumentException>(() => SegmentationNetwork.Create(
-            new SegmentationNetworkOptions { NumberOfClasses = 2, DecoderInputStages = [2, 1] }));
+            new SegmentationArchitecture { NumberOfClasses = 2, DecoderInputStages = [2, 1] }));
         StringAssert.Contains(badStages.Message, "[2, 1]");
     }
 
@@ -114,7 +114,7 @@ public sealed class SegmentationNetworkShapeTests
         manual_seed(8);
         var backbone = new ResNet(false, [1, 1, 1, 1], 8, false, InputNormalization.ImageNet);
         using var network = SegmentationNetwork.Assemble(backbone,
-            new SegmentationNetworkOptions { NumberOfClasses = 3, Decoder = SegmentationDecoder.BilinearFpn, DecoderInputStages = [1, 2, 3] }, 16);
+            new SegmentationArchitecture { NumberOfClasses = 3, Decoder = SegmentationDecoder.BilinearFpn, DecoderInputStages = [1, 2, 3] }, 16);
         network.eval();
         using var noGrad = no_grad();
         var images = NetworkTestUtilities.RandomImages(1, 61, 83, seed: 9);

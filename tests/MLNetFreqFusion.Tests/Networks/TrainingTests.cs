@@ -30,7 +30,7 @@ public sealed class TrainingTests
         manual_seed(62);
         var backbone = new MixTransformer(new MixTransformerConfig([8, 16, 24, 32], [1, 1, 1, 1], [1, 2, 3, 4]), freezeBatchNorm: false, dropPathRate: 0);
         using var network = SegmentationNetwork.Assemble(backbone,
-            new SegmentationNetworkOptions { NumberOfClasses = 3, Decoder = SegmentationDecoder.FreqFusion, DropoutRatio = 0 }, 16);
+            new SegmentationArchitecture { NumberOfClasses = 3, Decoder = SegmentationDecoder.FreqFusion, DropoutRatio = 0 }, 16);
         AssertEveryParameterGetsAGradient(network, "MiT + FreqFusion");
     }
 
