@@ -32,9 +32,7 @@ internal static class Carafe
         var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
         // Measured (docs/benchmarks.md, profile): up-sampling is 2–12× faster as batched products over gathered windows;
         // at up 1 there is one kernel per pixel, the products degenerate to vectors and the k² passes win.
-        return upFactor == 1
-            ? OperatorProfile.Section("CARAFE ×1", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry))
-            : OperatorProfile.Section("CARAFE ×2", x, kernels, (features, weights) => GemmFunction.apply(features, weights, geometry));
+        return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }
 
     sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding)
@@ -55,7 +53,7 @@ internal static class Carafe
             ctx.save_for_backward(new List<Tensor> { x, kernels });
             ctx.save_data("geometry", geometry);
             ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
-            return LeanForward(x, kernels, geometry);
+            return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -63,7 +61,9 @@ internal static class Carafe
             var saved = ctx.get_saved_variables();
             var geometry = (Geometry)ctx.get_data("geometry");
             var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
-            var (gradX, gradKernels) = LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            var (gradX, gradKernels) = geometry.Up == 1
+                ? LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
             saved.ForEach(t => t.Dispose());
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
@@ -138,31 +138,6 @@ internal static class Carafe
 
     /// <summary>Upper bound of one band's gathered windows, in bytes: few, large products, with the band in cache.</summary>
     const long GemmBlockBytes = 8L << 20;
-
-    /// <summary>Autograd wrapper of the up-sampling formulation: the backward gathers the windows again instead of saving them.</summary>
-    sealed class GemmFunction : autograd.SingleTensorFunction<GemmFunction>
-    {
-        public override string Name => "GemmCarafe";
-
-        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
-        {
-            var (x, kernels, geometry) = ((Tensor)vars[0], (Tensor)vars[1], (Geometry)vars[2]);
-            ctx.save_for_backward(new List<Tensor> { x, kernels });
-            ctx.save_data("geometry", geometry);
-            ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
-            return GemmForward(x, kernels, geometry);
-        }
-
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
-        {
-            var saved = ctx.get_saved_variables();
-            var geometry = (Geometry)ctx.get_data("geometry");
-            var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
-            var (gradX, gradKernels) = GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
-            saved.ForEach(t => t.Dispose());
-            return new List<Tensor> { gradX!, gradKernels!, null! };
-        }
-    }
 
     /// <summary>
     /// The blocks the GEMM formulation works on: one kernel group's channels over a band of source rows, the band as
