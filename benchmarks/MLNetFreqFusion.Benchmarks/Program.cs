@@ -18,6 +18,8 @@ public static class Program
     public static void Main(string[] args)
     {
         args = ApplyTorchThreads(args);
+        if (Profiling.StepProfile.TryRun(args))
+            return;
         var machine = MachineInfo.Describe();
         Console.WriteLine(machine);
 

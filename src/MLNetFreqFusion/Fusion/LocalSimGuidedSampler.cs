@@ -114,7 +114,8 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             // huge offsets would otherwise index outside the input in grid_sample's backward (a native crash).
             .clamp(-1.0, 1.0);
         var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
-        return nn.functional.grid_sample(grouped, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)
+        return OperatorProfile.Section("grid_sample", grouped, grid,
+                (input, positions) => nn.functional.grid_sample(input, positions, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false))
             .view(b, -1, Scale * h, Scale * w);
     }
 }

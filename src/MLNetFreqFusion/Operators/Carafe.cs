@@ -13,10 +13,12 @@ namespace MLNetFreqFusion.Operators;
 internal static class Carafe
 {
     /// <summary>
-    /// The memory-lean formulation: accumulates over the k² window offsets, each a view of the padded input, and
-    /// computes the up² sub-pixel phases at source resolution before interleaving them. Extra memory is the padded
-    /// input, the phase-ordered kernels and the output (no k²-times larger unfolded tensor); the backward pass, written
-    /// out the same way, saves only the two inputs.
+    /// The memory-lean formulation, with its own backward pass that saves only the two inputs. Without up-sampling it
+    /// accumulates over the k² window offsets, each a view of the padded input. When up-sampling, it works on bands of
+    /// source rows: it gathers each pixel's k×k window channels-last and multiplies it by the pixel's up² sub-pixel
+    /// kernels in one batched matrix product. Extra memory is the padded input, one band's windows (at most
+    /// <see cref="GemmBlockBytes"/> unless a single row needs more) and the output, never the k²·up²-times larger
+    /// unfolded tensor.
     /// </summary>
     /// <param name="x">Source features [B, C, h, w].</param>
     /// <param name="kernels">Normalised reassembly kernels [B, G·k², up·h, up·w].</param>
@@ -27,7 +29,10 @@ internal static class Carafe
     public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
     {
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
-        return LeanFunction.apply(x, kernels, new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding));
+        var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
+        // Measured (docs/benchmarks.md, profile): up-sampling is 2–12× faster as batched products over gathered windows;
+        // at up 1 there is one kernel per pixel, the products degenerate to vectors and the k² passes win.
+        return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }
 
     sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding)
@@ -48,7 +53,7 @@ internal static class Carafe
             ctx.save_for_backward(new List<Tensor> { x, kernels });
             ctx.save_data("geometry", geometry);
             ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
-            return LeanForward(x, kernels, geometry);
+            return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -56,7 +61,9 @@ internal static class Carafe
             var saved = ctx.get_saved_variables();
             var geometry = (Geometry)ctx.get_data("geometry");
             var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
-            var (gradX, gradKernels) = LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            var (gradX, gradKernels) = geometry.Up == 1
+                ? LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
             saved.ForEach(t => t.Dispose());
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
@@ -126,6 +133,122 @@ internal static class Carafe
         Tensor? gradKernels = gradPhased is null ? null
             : g.Up == 1 ? gradPhased.view(g.B, g.Groups * k2, g.H, g.W)
             : nn.functional.pixel_shuffle(gradPhased.view(g.B, g.Groups * k2 * g.Phases, g.H, g.W), g.Up);
+        return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Upper bound of one band's gathered windows, in bytes: few, large products, with the band in cache.</summary>
+    const long GemmBlockBytes = 8L << 20;
+
+    /// <summary>
+    /// The blocks the GEMM formulation works on: one kernel group's channels over a band of source rows, the band as
+    /// tall as <see cref="GemmBlockBytes"/> allows for its gathered windows (at least one row). Bands keep each pixel's
+    /// channels contiguous, so every gather and scatter moves whole channel runs.
+    /// </summary>
+    static IEnumerable<Block> Blocks(Geometry g)
+    {
+        long perRow = g.B * g.W * (long)g.K * g.K * g.ChannelsPerGroup * sizeof(float);
+        long rows = Math.Clamp(GemmBlockBytes / Math.Max(1, perRow), 1, g.H);
+        for (long group = 0; group < g.Groups; group++)
+            for (long row = 0; row < g.H; row += rows)
+                yield return new Block((int)group, (int)(group * g.ChannelsPerGroup), (int)g.ChannelsPerGroup, (int)row, (int)Math.Min(rows, g.H - row));
+    }
+
+    readonly record struct Block(int Group, int Channel, int Channels, int Row, int Rows)
+    {
+        public Range ChannelRange => Channel..(Channel + Channels);
+        public Range RowRange => Row..(Row + Rows);
+    }
+
+    /// <summary>The k×k windows of a block from the channels-last padded map: [B·rows·w, k², channels].</summary>
+    static Tensor Windows(Tensor paddedLast, Geometry g, Block block)
+    {
+        long c = g.C, hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
+        using var view = paddedLast.as_strided(
+            new[] { g.B, block.Rows, g.W, g.K, g.K, block.Channels },
+            new[] { hp * wp * c, wp * c, c, wp * c, c, 1 },
+            paddedLast.storage_offset() + block.Row * wp * c + block.Channel);
+        return view.reshape(g.B * block.Rows * g.W, (long)g.K * g.K, block.Channels);
+    }
+
+    /// <summary>[B, G·k², up·h, up·w] → [B, G, h, w, up², k²]: per source pixel, its up² sub-pixel kernels as rows.</summary>
+    static Tensor KernelRows(Tensor kernels, Geometry g) =>
+        kernels.view(g.B, g.Groups, (long)g.K * g.K, g.H, g.Up, g.W, g.Up).permute(0, 1, 3, 5, 4, 6, 2).contiguous();
+
+    /// <summary>A block's kernel rows [B·rows·w, up², k²].</summary>
+    static Tensor BlockRows(Tensor rows, Geometry g, Block block)
+    {
+        using var band = rows[.., block.Group, block.RowRange];
+        return band.reshape(g.B * block.Rows * g.W, g.Phases, (long)g.K * g.K);
+    }
+
+    static Tensor GemmForward(Tensor x, Tensor kernels, Geometry g)
+    {
+        using var scope = NewDisposeScope();
+        var paddedLast = Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous();
+        var rows = KernelRows(kernels, g);
+        var blocks = Blocks(g).ToList();
+        // [B, h, w, up², C]: the products' layout; one copy at the end interleaves the phases into the output.
+        Tensor result;
+        if (blocks.Count == 1)
+        {
+            result = bmm(BlockRows(rows, g, blocks[0]), Windows(paddedLast, g, blocks[0]));
+        }
+        else
+        {
+            result = empty(new[] { g.B, g.H, g.W, g.Phases, g.C }, dtype: x.dtype, device: x.device);
+            foreach (var block in blocks)
+            {
+                using var product = bmm(BlockRows(rows, g, block), Windows(paddedLast, g, block));
+                using var target = result[.., block.RowRange, .., .., block.ChannelRange];
+                target.copy_(product.view(g.B, block.Rows, g.W, g.Phases, block.Channels));
+            }
+        }
+        return result.view(g.B, g.H, g.W, g.Up, g.Up, g.C).permute(0, 5, 1, 3, 2, 4)
+            .reshape(g.B, g.C, g.Up * g.H, g.Up * g.W).MoveToOuterDisposeScope();
+    }
+
+    static (Tensor? GradX, Tensor? GradKernels) GemmBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)
+    {
+        using var scope = NewDisposeScope();
+        long k2 = (long)g.K * g.K, hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
+        // [B, C, up·h, up·w] → [B, h, w, up², C], the layout of the forward's products.
+        var grad = gradOutput.view(g.B, g.C, g.H, g.Up, g.W, g.Up).permute(0, 2, 4, 3, 5, 1).reshape(g.B, g.H, g.W, g.Phases, g.C);
+        var paddedLast = needKernels ? Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous() : null;
+        var rows = needX ? KernelRows(kernels, g) : null;
+        var gradRows = needKernels ? empty(new[] { g.B, g.Groups, g.H, g.W, g.Phases, k2 }, dtype: kernels.dtype, device: kernels.device) : null;
+        var gradPaddedLast = needX ? zeros(new[] { g.B, hp, wp, g.C }, dtype: x.dtype, device: x.device) : null;
+        foreach (var block in Blocks(g))
+        {
+            long n = g.B * block.Rows * g.W;
+            using var gradBand = grad[.., block.RowRange, .., .., block.ChannelRange];
+            using var gradBlock = gradBand.reshape(n, g.Phases, block.Channels);
+            if (gradRows is not null)
+            {
+                // Kernel tap t of phase u weighted window row t for every channel of the group.
+                using var windows = Windows(paddedLast!, g, block);
+                using var tapGrad = bmm(gradBlock, windows.transpose(1, 2));
+                using var target = gradRows[.., block.Group, block.RowRange];
+                target.copy_(tapGrad.view(g.B, block.Rows, g.W, g.Phases, k2));
+            }
+            if (gradPaddedLast is not null)
+            {
+                // Each window row received Σ_phases kernel · grad; the windows overlap, so they are added tap by tap.
+                using var blockRows = BlockRows(rows!, g, block);
+                using var windowGrad = bmm(blockRows.transpose(1, 2), gradBlock).view(g.B, block.Rows, g.W, g.K, g.K, block.Channels);
+                for (int i = 0; i < g.K; i++)
+                {
+                    for (int j = 0; j < g.K; j++)
+                    {
+                        using var target = gradPaddedLast[.., (block.Row + i)..(block.Row + i + block.Rows), j..(j + (int)g.W), block.ChannelRange];
+                        using var tap = windowGrad[.., .., .., i, j];
+                        target.add_(tap);
+                    }
+                }
+            }
+        }
+        Tensor? gradX = gradPaddedLast is null ? null : FoldPadding(gradPaddedLast.permute(0, 3, 1, 2), g).contiguous();
+        Tensor? gradKernels = gradRows?.view(g.B, g.Groups, g.H, g.W, g.Up, g.Up, k2).permute(0, 1, 6, 2, 4, 3, 5)
+            .reshape(g.B, g.Groups * k2, g.Up * g.H, g.Up * g.W);
         return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
     }
 

@@ -20,6 +20,11 @@ internal static class KernelNormalizer
             throw new ArgumentException($"Kernel logits must be [B, C, H, W]; got {Carafe.Shape(logits)}.", nameof(logits));
         if (scaleFactor < 1)
             throw new ArgumentOutOfRangeException(nameof(scaleFactor), scaleFactor, "The kernel scale factor must be at least 1.");
+        return OperatorProfile.Section("kernel normaliser", logits, l => Compute(l, kernelSize, window, scaleFactor));
+    }
+
+    static Tensor Compute(Tensor logits, int kernelSize, Tensor? window, int scaleFactor)
+    {
         long k2 = (long)kernelSize * kernelSize;
         using var scope = NewDisposeScope();
         var mask = scaleFactor > 1 ? nn.functional.pixel_shuffle(logits, scaleFactor) : logits;

@@ -22,6 +22,11 @@ internal static class LocalSimilarity
             throw new ArgumentException($"Local similarity needs features [B, C, H, W]; got {Carafe.Shape(x)}.", nameof(x));
         if (window < 1 || window % 2 == 0)
             throw new ArgumentOutOfRangeException(nameof(window), window, "The similarity window must be odd and positive.");
+        return OperatorProfile.Section("local similarity", x, features => Compute(features, window, dilation));
+    }
+
+    static Tensor Compute(Tensor x, int window, int dilation)
+    {
         long h = x.shape[2], w = x.shape[3];
         int reach = window / 2 * dilation;
         using var scope = NewDisposeScope();

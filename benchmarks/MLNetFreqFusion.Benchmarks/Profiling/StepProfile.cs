@@ -1,0 +1,293 @@
+using System.Diagnostics;
+using System.Globalization;
+using MLNetFreqFusion.Benchmarks.Infrastructure;
+using MLNetFreqFusion.Networks;
+using MLNetFreqFusion.Operators;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Benchmarks.Profiling;
+
+/// <summary>
+/// Issue 16: <c>profile shares|ratio|datapath [--size S] [--batch B] [--steps N] [--classes K]</c>, outside
+/// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
+/// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
+/// </summary>
+static class StepProfile
+{
+    const string Loss = "loss (cross-entropy)", Optimizer = "AdamW step";
+
+    static readonly SegmentationDecoder[] Heads =
+        [SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn];
+
+    /// <summary>Runs the profile command when the first argument is <c>profile</c>; false otherwise.</summary>
+    public static bool TryRun(string[] args)
+    {
+        if (args.Length < 2 || args[0] != "profile")
+            return false;
+        int size = Option(args, "--size", 96), batch = Option(args, "--batch", 8), steps = Option(args, "--steps", 5), classes = Option(args, "--classes", 11);
+        Console.WriteLine($"# {args[1]} at {size}², batch {batch}, {steps} measured steps, {classes} classes; {MachineInfo.Describe()}");
+        switch (args[1])
+        {
+            case "shares":
+                int only = Array.IndexOf(args, "--head");
+                foreach (var head in only < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only + 1])])
+                    Shares(head, size, batch, steps, classes);
+                break;
+            case "ratio":
+                Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: true);
+                Ratio(SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn, size, batch, steps, classes, training: true);
+                break;
+            case "inference":
+                Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: false);
+                Ratio(SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn, size, batch, steps, classes, training: false);
+                break;
+            case "nan":
+                FindNonFinite(Enum.Parse<SegmentationDecoder>(args[Array.IndexOf(args, "--head") + 1]), size, batch, steps, classes);
+                break;
+            case "ab":
+                string experiment = args[Array.IndexOf(args, "--experiment") + 1];
+                int only2 = Array.IndexOf(args, "--head");
+                foreach (var head in only2 < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only2 + 1])])
+                    AlternateVariants(head, size, batch, steps, classes, experiment, Array.IndexOf(args, "--inference") >= 0);
+                break;
+            default:
+                throw new ArgumentException($"Unknown profile command '{args[1]}'; use shares, ratio or inference.");
+        }
+        Console.WriteLine($"# finished; load average {File.ReadAllText("/proc/loadavg").Trim()}");
+        return true;
+    }
+
+    static int Option(string[] args, string name, int fallback)
+    {
+        int at = Array.IndexOf(args, name);
+        return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
+    }
+
+    sealed class Setup : IDisposable
+    {
+        public Setup(SegmentationDecoder head, int size, int batch, int classes)
+        {
+            manual_seed(16);
+            Network = BenchmarkNetwork.Create(SegmentationBackbone.ResNet18, head, classes);
+            Optimizer = optim.AdamW(Network.parameters(), lr: 6e-5);
+            foreach (var (name, p) in Network.named_parameters())
+            {
+                double max = p.abs().max().item<float>();
+                if (!double.IsFinite(max) || max > 100)
+                    Console.WriteLine($"# suspicious initial parameter {name}: max |value| {max}");
+            }
+            Images = rand(batch, 3, size, size) * 255;
+            Labels = randint(0, classes, [batch, size, size], dtype: int64);
+        }
+
+        public SegmentationNetwork Network { get; }
+        public AdamW Optimizer { get; }
+        public Tensor Images { get; }
+        public Tensor Labels { get; }
+
+        public void Dispose()
+        {
+            Optimizer.Dispose();
+            Network.Dispose();
+            Images.Dispose();
+            Labels.Dispose();
+        }
+    }
+
+    /// <summary>Per-row forward and backward seconds of each step, then each row's median share of the step.</summary>
+    static void Shares(SegmentationDecoder head, int size, int batch, int steps, int classes)
+    {
+        using var setup = new Setup(head, size, batch, classes);
+        SectionHooks.Install(setup.Network);
+        var perStep = new List<(Dictionary<string, double> Forward, Dictionary<string, double> Backward, double Total)>();
+        for (int step = 0; step <= steps; step++)
+        {
+            var timeline = new StepTimeline();
+            OperatorProfile.Recorder = timeline;
+            long t0, t1, t2, t3;
+            try
+            {
+                setup.Network.train();
+                using var scope = NewDisposeScope();
+                setup.Optimizer.zero_grad();
+                t0 = Stopwatch.GetTimestamp();
+                var logits = setup.Network.call(setup.Images);
+                int id = timeline.Begin(Loss);
+                var loss = timeline.End(id, nn.functional.cross_entropy(timeline.Input(id, logits), setup.Labels, ignore_index: 255));
+                t1 = Stopwatch.GetTimestamp();
+                loss.backward();
+                t2 = Stopwatch.GetTimestamp();
+                long guard = DropNonFiniteGradients(setup.Network);
+                setup.Optimizer.step();
+                t3 = Stopwatch.GetTimestamp() - guard;
+            }
+            finally
+            {
+                OperatorProfile.Recorder = null;
+            }
+            if (step == 0)
+                continue; // warm-up: first-call allocations and lazy initialisation
+            var backward = timeline.Backward(t1, t2, SectionHooks.NetworkRest);
+            backward[Optimizer] = (t3 - t2) / (double)Stopwatch.Frequency;
+            perStep.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), backward, (t3 - t0) / (double)Stopwatch.Frequency));
+        }
+
+        var rows = perStep.SelectMany(s => s.Forward.Keys.Concat(s.Backward.Keys)).Distinct()
+            .Select(row => (Row: row,
+                Forward: Median(perStep.Select(s => s.Forward.GetValueOrDefault(row) / s.Total)),
+                Backward: Median(perStep.Select(s => s.Backward.GetValueOrDefault(row) / s.Total))))
+            .OrderByDescending(r => r.Forward + r.Backward)
+            .ToList();
+        Console.WriteLine();
+        Console.WriteLine($"## ResNet-18 + {head}: step median {Median(perStep.Select(s => s.Total)) * 1000:F0} ms (under load: only the shares mean anything); load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine();
+        Console.WriteLine("| Row | Forward | Backward | Step share |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (row, forward, backwardShare) in rows)
+            Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** |");
+    }
+
+    /// <summary>Alternates steps (or inference calls) of the two heads; prints the median of the per-pair ratios.</summary>
+    static void Ratio(SegmentationDecoder a, SegmentationDecoder b, int size, int batch, int steps, int classes, bool training)
+    {
+        using var first = new Setup(a, size, batch, classes);
+        using var second = new Setup(b, size, batch, classes);
+        var ratios = new List<double>();
+        var times = (A: new List<double>(), B: new List<double>());
+        for (int step = 0; step <= steps; step++)
+        {
+            double ta = Time(first, training), tb = Time(second, training);
+            if (step == 0)
+                continue;
+            times.A.Add(ta);
+            times.B.Add(tb);
+            ratios.Add(ta / tb);
+        }
+        string what = training ? "training step" : "inference (eval, no autograd)";
+        Console.WriteLine($"| {a} / {b} | {what} | {size}² batch {batch} | {Median(times.A) * 1000:F0} ms | {Median(times.B) * 1000:F0} ms | " +
+            $"**{Median(ratios):F2}** (min {ratios.Min():F2}, max {ratios.Max():F2}, {ratios.Count} pairs) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    /// <summary>
+    /// Formulation experiments of issue 16: each switches one operator between the current formulation (false) and a
+    /// candidate (true) that must compute the same function.
+    /// </summary>
+    static readonly Dictionary<string, Action<bool>> Experiments = new()
+    {
+        ["threads"] = on => set_num_threads(on ? 2 : 1),
+        ["none"] = _ => { },
+    };
+
+    /// <summary>One network, steps alternating between the current formulation (A) and the candidate (B).</summary>
+    static void AlternateVariants(SegmentationDecoder head, int size, int batch, int steps, int classes, string experiment, bool inference)
+    {
+        var toggle = Experiments[experiment];
+        using var setup = new Setup(head, size, batch, classes);
+        var ratios = new List<double>();
+        var times = (A: new List<double>(), B: new List<double>());
+        for (int step = 0; step <= steps; step++)
+        {
+            toggle(false);
+            double ta = Time(setup, !inference);
+            toggle(true);
+            double tb = Time(setup, !inference);
+            toggle(false);
+            if (step == 0)
+                continue;
+            times.A.Add(ta);
+            times.B.Add(tb);
+            ratios.Add(tb / ta);
+        }
+        foreach (var (name, p) in setup.Network.named_parameters())
+        {
+            if (!double.IsFinite(p.abs().max().item<float>()))
+                Console.WriteLine($"# non-finite parameter after training: {name}");
+        }
+        Console.WriteLine($"| {experiment} | {head} | {(inference ? "inference" : "training step")} | {size}² batch {batch} | A {Median(times.A) * 1000:F0} ms | B {Median(times.B) * 1000:F0} ms | " +
+            $"B/A **{Median(ratios):F3}** (min {ratios.Min():F3}, max {ratios.Max():F3}, {ratios.Count} pairs) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    static void FindNonFinite(SegmentationDecoder head, int size, int batch, int steps, int classes)
+    {
+        using var setup = new Setup(head, size, batch, classes);
+        foreach (var (path, module) in setup.Network.named_modules())
+        {
+            if (module is Fusion.FreqFusion fusion && Environment.GetEnvironmentVariable("PERF_UNFOLD") == "1")
+                fusion.UseUnfoldCarafeForBenchmark = true;
+            if (module is nn.Module<Tensor, Tensor> m)
+                m.register_forward_hook((_, x, y) =>
+                {
+                    if (!y.isfinite().all().item<bool>())
+                        Console.WriteLine($"# non-finite output of {path} (input finite: {x.isfinite().all().item<bool>()}, max |y| {y.abs().max().item<float>()})");
+                    return y;
+                });
+        }
+        for (int step = 0; step < steps; step++)
+        {
+            setup.Network.train();
+            using var scope = NewDisposeScope();
+            setup.Optimizer.zero_grad();
+            var loss = nn.functional.cross_entropy(setup.Network.call(setup.Images), setup.Labels, ignore_index: 255);
+            Console.WriteLine($"# step {step} loss {loss.item<float>()}");
+            loss.backward();
+            foreach (var (name, p) in setup.Network.named_parameters())
+            {
+                if (p.grad is Tensor g && !g.isfinite().all().item<bool>())
+                    Console.WriteLine($"# non-finite gradient of {name}");
+            }
+            setup.Optimizer.step();
+        }
+    }
+
+    static double Time(Setup setup, bool training)
+    {
+        long start = Stopwatch.GetTimestamp();
+        if (training)
+        {
+            setup.Network.train();
+            using var scope = NewDisposeScope();
+            setup.Optimizer.zero_grad();
+            nn.functional.cross_entropy(setup.Network.call(setup.Images), setup.Labels, ignore_index: 255).backward();
+            start += DropNonFiniteGradients(setup.Network);
+            setup.Optimizer.step();
+        }
+        else
+        {
+            setup.Network.eval();
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            _ = setup.Network.call(setup.Images);
+        }
+        return (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+    }
+
+    /// <summary>Non-finite gradient steps seen so far (see <see cref="DropNonFiniteGradients"/>).</summary>
+    static int s_nonFiniteSteps;
+
+    /// <summary>
+    /// Zeroes the gradients of a step whose backward produced a non-finite value, so that the parameters stay finite:
+    /// at 96² with random weights, about one run in three produces NaN gradients in the finest FreqFusion stage's hr
+    /// path at some step (not reproducible with the same seed), and the next forward then crashes in grid_sample's
+    /// CPU backward (libtorch indexes with the NaN coordinates). Returns the ticks the check took, to leave out of the timing.
+    /// </summary>
+    static long DropNonFiniteGradients(SegmentationNetwork network)
+    {
+        long start = Stopwatch.GetTimestamp();
+        using var noGrad = no_grad();
+        var grads = network.parameters().Select(p => p.grad).OfType<Tensor>().ToList();
+        if (grads.Any(g => !g.isfinite().all().item<bool>()))
+        {
+            s_nonFiniteSteps++;
+            Console.WriteLine($"# non-finite gradients in a step (number {s_nonFiniteSteps} in this run); zeroed");
+            grads.ForEach(g => g.zero_());
+        }
+        return Stopwatch.GetTimestamp() - start;
+    }
+
+    static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+}
