@@ -24,7 +24,7 @@ public sealed class OnnxExportTransformerTests
         // Digit versus background with the digit class weighted up: a few steps give masks with both classes,
         // on the pretrained ResNet18ImageNet (its BGR mean-subtraction input convention included).
         var options = SemanticSegmentationEndToEndTests.SmallOptions(validation: null, epochs: 3);
-        options.ProbabilitiesColumnName = "Probabilities";
+        options.ScoreColumnName = "Score";
         _model = DigitsSeg.Fit(_ml, options, rows: 16, DigitsSeg.Binary);
     }
 
@@ -47,7 +47,7 @@ public sealed class OnnxExportTransformerTests
         // The scored view's images are disposed once read, so the test reads its own copies.
         var images = scored.GetColumn<string>("ImagePath").Select(p => MLImage.CreateFromFile(Path.Combine(DigitsSeg.Root, p))).ToArray();
         var masks = scored.GetColumn<SegmentationMask>("PredictedLabel").ToArray();
-        var probabilities = scored.GetColumn<float[]>("Probabilities").ToArray();
+        var probabilities = scored.GetColumn<float[]>("Score").ToArray();
         Assert.IsTrue(images.Length >= 16, "the test slice has 16 images");
 
         using var session = OnnxTestSupport.Session(ExportToBytes());
