@@ -61,6 +61,10 @@ try
     var clock = Stopwatch.StartNew();
     var segmenter = SegmentationModel.Train(mlContext, options, data, modelPath);
     Console.WriteLine($"Saved {Path.GetFullPath(modelPath)} ({new FileInfo(modelPath).Length / 1024.0 / 1024.0:F1} MB).");
+    // The same network as one ONNX file, for applications that run ONNX Runtime instead of libtorch (docs/deploy-onnx.md).
+    string onnxPath = Path.Combine(options.OutputFolder, "model.onnx");
+    segmenter.ExportToOnnx(onnxPath);
+    Console.WriteLine($"Exported {Path.GetFullPath(onnxPath)} ({new FileInfo(onnxPath).Length / 1024.0 / 1024.0:F1} MB) for ONNX Runtime.");
 
     Console.WriteLine("Test metrics:");
     SegmentationModel.Evaluate(mlContext, segmenter, data);
