@@ -111,8 +111,9 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             .permute(0, 2, 3, 4, 1)
             .reshape(b * _groups, Scale * h, Scale * w, 2)
             // Border padding clips to the image anyway, so for finite grids this changes nothing; a diverging network's
-            // huge offsets would otherwise index outside the input in grid_sample's backward (a native crash).
-            .clamp(-1.0, 1.0);
+            // huge or NaN offsets would otherwise index outside the input in grid_sample (a native crash in its
+            // backward). NaN positions become the centre; the trainer's weight check then reports the divergence.
+            .nan_to_num(0.0).clamp(-1.0, 1.0);
         var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
         return OperatorProfile.Section("grid_sample", grouped, grid,
                 (input, positions) => nn.functional.grid_sample(input, positions, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false))
