@@ -10,16 +10,19 @@ namespace MLNetFreqFusion.Benchmarks;
 
 /// <summary>
 /// Runs the benchmarks of issue 9: <c>dotnet run -c Release --project benchmarks/MLNetFreqFusion.Benchmarks -- --filter '*'</c>
-/// (<c>--job dry</c> for a one-iteration smoke pass). docs/benchmarks.md explains the measurements and holds the results.
+/// (<c>--job dry</c> for a one-iteration smoke pass); <c>quality …</c> runs the training-quality sweep instead
+/// (<see cref="Quality.QualityBenchmark"/>). docs/benchmarks.md explains the measurements and holds the results.
 /// </summary>
 public static class Program
 {
     /// <summary>Entry point: BenchmarkDotNet's switcher with this project's columns and in-process job.</summary>
-    public static void Main(string[] args)
+    public static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "quality")
+            return Quality.QualityBenchmark.Sweep(args[1..]);
         args = ApplyTorchThreads(args);
         if (Profiling.StepProfile.TryRun(args))
-            return;
+            return 0;
         var machine = MachineInfo.Describe();
         Console.WriteLine(machine);
 
@@ -33,6 +36,7 @@ public static class Program
 
         Directory.CreateDirectory(MachineInfo.ResultsDirectory);
         File.WriteAllText(Path.Combine(MachineInfo.ResultsDirectory, "machine.txt"), machine + Environment.NewLine);
+        return 0;
     }
 
     /// <summary>
