@@ -24,7 +24,9 @@ internal sealed class ImageSourceCheck
         {
             getter(ref image);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or InvalidDataException)
+        // ML.NET 6 (SkiaSharp 3) reports undecodable bytes as a bare Exception ("Unable to allocate pixels for the
+        // bitmap"), 5.0 as an ArgumentException: whatever it throws is rethrown with the row and column, never swallowed.
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             throw new InvalidDataException($"Row {row}: the image in column '{column}' could not be read: {e.Message} " +
                 "The file is missing, empty, not an image or damaged; LoadImages does not say which, so check the row's path.", e);
