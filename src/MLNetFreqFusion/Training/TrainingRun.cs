@@ -46,6 +46,7 @@ internal sealed partial class TrainingRun
 
     public void Train(IDataView input)
     {
+        Native.LibTorchRuntime.KeepFreedMemoryForTraining();
         int stepsPerEpoch = (_rows + _o.BatchSize - 1) / _o.BatchSize;
         int totalSteps = stepsPerEpoch * _o.MaxEpochs;
         var schedule = new LearningRateSchedule(totalSteps, Math.Min(_o.WarmupSteps, totalSteps / 10), _o.PolyPower);
@@ -67,7 +68,7 @@ internal sealed partial class TrainingRun
             _network.train();
             var epochClock = Stopwatch.StartNew();
             int images = 0;
-            foreach (var batch in Batches(input, epoch))
+            foreach (var batch in Prefetched(input, epoch))
             {
                 _host.CheckAlive();
                 double loss;
