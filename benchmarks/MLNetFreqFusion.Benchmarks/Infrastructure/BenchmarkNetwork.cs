@@ -11,13 +11,11 @@ static class BenchmarkNetwork
     /// A network with random weights: the timings do not depend on the weights' values, and benchmarks must not
     /// need the pretrained files.
     /// </summary>
-    public static SegmentationNetwork Create(SegmentationBackbone backbone, SegmentationDecoder decoder, int classes) =>
-        SegmentationNetwork.Create(new SegmentationArchitecture
-        {
-            Backbone = backbone,
-            Decoder = decoder,
-            NumberOfClasses = classes,
-        }, loadPretrainedWeights: false);
+    public static SegmentationNetwork Create(SegmentationBackbone backbone, SegmentationDecoder decoder, int classes, int? decoderChannels = null)
+    {
+        var architecture = new SegmentationArchitecture { Backbone = backbone, Decoder = decoder, NumberOfClasses = classes };
+        return SegmentationNetwork.Create(decoderChannels is int c ? architecture with { DecoderChannels = c } : architecture, loadPretrainedWeights: false);
+    }
 
     /// <summary>One training step in training mode: forward, cross-entropy (ignore 255), backward, optimiser step.</summary>
     public static void TrainingStep(SegmentationNetwork network, AdamW optimizer, Tensor images, Tensor labels)

@@ -9,13 +9,16 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares|ratio|datapath [--size S] [--batch B] [--steps N] [--classes K]</c>, outside
+/// Issue 16: <c>profile shares|ratio|inference|ab [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
 static class StepProfile
 {
     const string Loss = "loss (cross-entropy)", Optimizer = "AdamW step";
+
+    /// <summary>--channels: the decode head's width; the architecture's default when absent.</summary>
+    static int? DecoderChannels;
 
     static readonly SegmentationDecoder[] Heads =
         [SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn];
@@ -26,6 +29,8 @@ static class StepProfile
         if (args.Length < 2 || args[0] != "profile")
             return false;
         int size = Option(args, "--size", 96), batch = Option(args, "--batch", 8), steps = Option(args, "--steps", 5), classes = Option(args, "--classes", 11);
+        int channels = Option(args, "--channels", 0);
+        DecoderChannels = channels > 0 ? channels : null;
         Console.WriteLine($"# {args[1]} at {size}², batch {batch}, {steps} measured steps, {classes} classes; {MachineInfo.Describe()}");
         switch (args[1])
         {
@@ -69,7 +74,7 @@ static class StepProfile
         public Setup(SegmentationDecoder head, int size, int batch, int classes)
         {
             manual_seed(16);
-            Network = BenchmarkNetwork.Create(SegmentationBackbone.ResNet18, head, classes);
+            Network = BenchmarkNetwork.Create(SegmentationBackbone.ResNet18, head, classes, DecoderChannels);
             Optimizer = optim.AdamW(Network.parameters(), lr: 6e-5);
             foreach (var (name, p) in Network.named_parameters())
             {
@@ -177,6 +182,8 @@ static class StepProfile
     {
         ["threads"] = on => set_num_threads(on ? 2 : 1),
         ["none"] = _ => { },
+        // B = oneDNN convolutions on (the library switches them off; docs/decisions.md): the price of that switch.
+        ["onednn"] = on => Native.LibTorchRuntime.SetOneDnnForBenchmark(on),
     };
 
     /// <summary>One network, steps alternating between the current formulation (A) and the candidate (B).</summary>
