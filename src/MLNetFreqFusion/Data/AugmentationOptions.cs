@@ -20,7 +20,7 @@ public sealed class AugmentationOptions
     /// </summary>
     public (int LongEdge, int ShortEdge)? BaseScale;
 
-    /// <summary>Height of the training crop in pixels; smaller images are padded. Default 512. The trainer sets it (and <see cref="CropWidth"/>) from its square <c>CropSize</c>.</summary>
+    /// <summary>Height of the training crop in pixels; smaller images are padded. The trainer sets it and <see cref="CropWidth"/> from its <c>CropSize</c> (or from the training images' size when that is null).</summary>
     public int CropHeight = 512;
 
     /// <summary>Width of the training crop in pixels; smaller images are padded. Default 512.</summary>
@@ -41,12 +41,22 @@ public sealed class AugmentationOptions
     /// </summary>
     public bool PhotometricDistortion = true;
 
-    /// <summary>A copy whose crop is the trainer's square CropSize.</summary>
-    internal AugmentationOptions WithCrop(int cropSize)
+    /// <summary>
+    /// No resizing, no crop redraws, no photometric distortion: only horizontal flips with the given probability (0
+    /// for none) and the crop — <see cref="TrainingRecipe.ShortRun"/>'s augmentation.
+    /// </summary>
+    /// <param name="flipProbability">Probability of a horizontal flip, in [0, 1]; 0 for data whose mirror images differ (text, digits).</param>
+    public static AugmentationOptions FlipsOnly(float flipProbability) => new()
+    {
+        MinScaleRatio = 1, MaxScaleRatio = 1, CatMaxRatio = 1, PhotometricDistortion = false, FlipProbability = flipProbability,
+    };
+
+    /// <summary>A copy with the trainer's crop: its CropSize, or the size it chose from the images.</summary>
+    internal AugmentationOptions WithCrop(int height, int width)
     {
         var copy = (AugmentationOptions)MemberwiseClone();
-        copy.CropHeight = cropSize;
-        copy.CropWidth = cropSize;
+        copy.CropHeight = height;
+        copy.CropWidth = width;
         return copy;
     }
 

@@ -78,7 +78,8 @@ public sealed class SemanticSegmentationTrainers
     internal SemanticSegmentationTrainers(IHostEnvironment env) => _env = env;
 
     /// <summary>
-    /// A backbone with the FreqFusion decode head, trained with the SegFormer/SegNeXt + FreqFusion recipe.
+    /// A backbone with the FreqFusion decode head, trained with the recipe that fits the run's length
+    /// (<see cref="TrainingRecipe.Auto"/>: the short-run recipe below 10 000 steps, the paper's above).
     /// </summary>
     /// <param name="labelColumnName">Column of label masks (<see cref="SegmentationMask"/>, from <c>LoadSegmentationMasks</c>).</param>
     /// <param name="imageColumnName">Column of images (<see cref="MLImage"/>, from <c>LoadImages</c>).</param>
@@ -92,7 +93,7 @@ public sealed class SemanticSegmentationTrainers
     /// <param name="decoder">The decode head; the bilinear heads are baselines for comparison. Default FreqFusion.</param>
     /// <param name="maxEpochs">Passes over the training data. Default: <see cref="SemanticSegmentationTrainer.Options.MaxEpochs"/>'s.</param>
     /// <param name="batchSize">Images per step. Default: <see cref="SemanticSegmentationTrainer.Options.BatchSize"/>'s.</param>
-    /// <param name="cropSize">Side of the square training crops. Default: <see cref="SemanticSegmentationTrainer.Options.CropSize"/>'s.</param>
+    /// <param name="cropSize">Side of the square training crops. Default null: the training images' size, at most 512 (see <see cref="SemanticSegmentationTrainer.Options.CropSize"/>).</param>
     /// <param name="validationSet">Data scored after every epoch; the best epoch's weights are kept.</param>
     /// <returns>The trainer; <c>Fit</c> returns a <see cref="SemanticSegmentationTransformer"/>.</returns>
     public SemanticSegmentationTrainer FreqFusion(string labelColumnName = SemanticSegmentationTrainer.Defaults.LabelColumnName,
@@ -100,7 +101,7 @@ public sealed class SemanticSegmentationTrainers
         string predictedLabelColumnName = SemanticSegmentationTrainer.Defaults.PredictedLabelColumnName,
         SegmentationBackbone backbone = SemanticSegmentationTrainer.Defaults.ShortOverloadBackbone,
         SegmentationDecoder decoder = SemanticSegmentationTrainer.Defaults.Decoder, int maxEpochs = SemanticSegmentationTrainer.Defaults.MaxEpochs,
-        int batchSize = SemanticSegmentationTrainer.Defaults.BatchSize, int cropSize = SemanticSegmentationTrainer.Defaults.CropSize,
+        int batchSize = SemanticSegmentationTrainer.Defaults.BatchSize, int? cropSize = null,
         IDataView? validationSet = null)
         => new(_env, new SemanticSegmentationTrainer.Options
         {

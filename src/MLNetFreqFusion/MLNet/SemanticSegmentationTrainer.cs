@@ -59,8 +59,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         // A null name passes the count check and fails only inside Model.Save, after all the training.
         ectx.CheckUserArg(o.ClassNames is null || o.ClassNames.All(name => name is not null), nameof(Options.ClassNames),
             $"ClassNames has a null at index {o.ClassNames?.ToList().IndexOf(null!)}; give every class a name (the model saves them).");
-        ectx.CheckUserArg(o.Augmentation is not null, nameof(Options.Augmentation),
-            "Augmentation is null; use new AugmentationOptions() for the defaults, or set its fields to turn augmentations off.");
+        ectx.CheckUserArg(AugmentationProblem(o.Augmentation) is null, nameof(Options.Augmentation), AugmentationProblem(o.Augmentation) ?? "");
         ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.All(w => float.IsFinite(w) && w >= 0), nameof(Options.ClassWeights),
             $"ClassWeights must be finite and not negative; got [{string.Join(", ", o.ClassWeights ?? [])}].");
         ectx.CheckUserArg(o.ClassWeights is null || o.ClassWeights.Any(w => w > 0), nameof(Options.ClassWeights),
@@ -71,13 +70,15 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
             $"IgnoreIndex {o.IgnoreIndex} is a class index (NumberOfClasses is {classes}); use a value outside the classes, such as 255.");
         ectx.CheckUserArg(classes == 0 || o.ClassWeights is null || o.ClassWeights.Length == classes, nameof(Options.ClassWeights),
             $"ClassWeights has {o.ClassWeights?.Length} entries but NumberOfClasses is {classes}.");
-        ectx.CheckUserArg(o.CropSize >= 32, nameof(Options.CropSize), $"CropSize must be at least 32 pixels; got {o.CropSize}.");
+        ectx.CheckUserArg(o.CropSize is null or >= 32, nameof(Options.CropSize), $"CropSize must be at least 32 pixels, or null to take it from the images; got {o.CropSize}.");
+        ectx.CheckUserArg(Enum.IsDefined(o.Recipe), nameof(Options.Recipe), $"Recipe {(int)o.Recipe} is not a TrainingRecipe; use Auto, ShortRun or MMSegmentation.");
         ectx.CheckUserArg(o.BatchSize >= 1, nameof(Options.BatchSize), $"BatchSize must be at least 1; got {o.BatchSize}.");
         ectx.CheckUserArg(o.MaxEpochs >= 1, nameof(Options.MaxEpochs), $"MaxEpochs must be at least 1; got {o.MaxEpochs}.");
-        ectx.CheckUserArg(o.LearningRate > 0 && double.IsFinite(o.LearningRate), nameof(Options.LearningRate), $"LearningRate must be positive and finite; got {o.LearningRate}.");
+        ectx.CheckUserArg(o.LearningRate is null || (o.LearningRate > 0 && double.IsFinite(o.LearningRate.Value)), nameof(Options.LearningRate), $"LearningRate must be positive and finite, or null for the recipe's; got {o.LearningRate}.");
         ectx.CheckUserArg(o.WeightDecay >= 0 && double.IsFinite(o.WeightDecay), nameof(Options.WeightDecay), $"WeightDecay must not be negative; got {o.WeightDecay}.");
-        ectx.CheckUserArg(o.HeadLearningRateMultiplier > 0 && double.IsFinite(o.HeadLearningRateMultiplier), nameof(Options.HeadLearningRateMultiplier), "HeadLearningRateMultiplier must be positive.");
-        ectx.CheckUserArg(o.WarmupSteps >= 0, nameof(Options.WarmupSteps), "WarmupSteps must not be negative.");
+        ectx.CheckUserArg(o.HeadLearningRateMultiplier is null || (o.HeadLearningRateMultiplier > 0 && double.IsFinite(o.HeadLearningRateMultiplier.Value)), nameof(Options.HeadLearningRateMultiplier),
+            $"HeadLearningRateMultiplier must be positive and finite, or null for the recipe's; got {o.HeadLearningRateMultiplier}.");
+        ectx.CheckUserArg(o.WarmupSteps is null or >= 0, nameof(Options.WarmupSteps), $"WarmupSteps must not be negative; got {o.WarmupSteps}.");
         ectx.CheckUserArg(o.DiceLossWeight >= 0 && double.IsFinite(o.DiceLossWeight), nameof(Options.DiceLossWeight), "DiceLossWeight must not be negative.");
         ectx.CheckUserArg(o.FreezeBackboneEpochs >= 0, nameof(Options.FreezeBackboneEpochs), "FreezeBackboneEpochs must not be negative.");
         ectx.CheckUserArg(o.EarlyStoppingPatience is null || o.EarlyStoppingPatience >= 1, nameof(Options.EarlyStoppingPatience), "EarlyStoppingPatience must be at least 1 when set.");
@@ -86,6 +87,19 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         ectx.CheckUserArg(o.SlidingWindowOverlap is >= 0 and < 1, nameof(Options.SlidingWindowOverlap), "SlidingWindowOverlap must be in [0, 1).");
         ectx.CheckUserArg(o.PretrainedWeightsPath is null || File.Exists(o.PretrainedWeightsPath), nameof(Options.PretrainedWeightsPath),
             $"PretrainedWeightsPath '{o.PretrainedWeightsPath}' does not exist.");
+    }
+
+    static string? AugmentationProblem(AugmentationOptions? augmentation)
+    {
+        try
+        {
+            augmentation?.Validate();
+            return null;
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            return $"Augmentation.{e.ParamName}: {e.Message}";
+        }
     }
 
     /// <summary>Checks the input schema and returns the output schema: the input plus the predicted-mask column.</summary>
@@ -114,12 +128,13 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
 
         using var ch = _host.Start("Training");
         int declared = DeclaredClasses(_options);
-        var training = ToTrainingSettings(_options) with { NumberOfClasses = declared };
         var device = TorchDevice.Resolve(_host, ch);
         int seed = _host.Rand.Next();
         torch.random.manual_seed(seed);
 
-        var (rows, largestLabel) = LabelScan.Run(_host, input, training, "training data");
+        var scan = LabelScan.Run(_host, input, _options.LabelColumnName, _options.IgnoreIndex, declared, "training data");
+        var (rows, largestLabel) = (scan.Rows, scan.LargestLabel);
+        var training = ToTrainingSettings(_options, scan) with { NumberOfClasses = declared };
         var settings = _settings;
         if (declared == 0)
         {
@@ -134,6 +149,9 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
             ch.Info($"NumberOfClasses inferred from the training labels: {inferred} (largest label {largestLabel}, ignore index {_options.IgnoreIndex} left out).");
         }
         ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
+        ch.Info($"Recipe {training.Recipe}: learning rate {training.LearningRate:G3} (head ×{training.HeadLearningRateMultiplier:G3}), " +
+            $"{training.WarmupSteps} warmup steps (at most a tenth of the run), crop {training.Augmentation.CropHeight}×{training.Augmentation.CropWidth} " +
+            $"(height×width), {training.BatchSize} images a step, {training.MaxEpochs} epochs.");
 
         var network = SegmentationNetwork.Create(settings.Architecture, _options.PretrainedWeightsPath, _options.FreezeBatchNorm);
         network.to(device);
@@ -143,13 +161,22 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         return new SemanticSegmentationTransformer(_host, settings, network);
     }
 
-    static TrainingSettings ToTrainingSettings(Options o) => new()
+    /// <summary>The settings of this run: the Options, with what they leave null chosen from the run (<see cref="RecipeDefaults"/>).</summary>
+    static TrainingSettings ToTrainingSettings(Options o, LabelScan.Result scan)
     {
-        ImageColumnName = o.ImageColumnName, LabelColumnName = o.LabelColumnName, NumberOfClasses = o.NumberOfClasses,
-        IgnoreIndex = o.IgnoreIndex, ClassWeights = o.ClassWeights, DiceLossWeight = o.DiceLossWeight,
-        Augmentation = o.Augmentation.WithCrop(o.CropSize), BatchSize = o.BatchSize, MaxEpochs = o.MaxEpochs,
-        LearningRate = o.LearningRate, HeadLearningRateMultiplier = o.HeadLearningRateMultiplier, WeightDecay = o.WeightDecay,
-        WarmupSteps = o.WarmupSteps, PolyPower = o.PolyPower, FreezeBackboneEpochs = o.FreezeBackboneEpochs,
-        ValidationSet = o.ValidationSet, EarlyStoppingPatience = o.EarlyStoppingPatience, Progress = o.Progress,
-    };
+        var recipe = RecipeDefaults.Choose(o.Recipe, (scan.Rows + o.BatchSize - 1) / o.BatchSize * o.MaxEpochs);
+        var (cropHeight, cropWidth) = RecipeDefaults.Crop(o.CropSize, scan.MaxHeight, scan.MaxWidth);
+        return new()
+        {
+            ImageColumnName = o.ImageColumnName, LabelColumnName = o.LabelColumnName, NumberOfClasses = o.NumberOfClasses,
+            IgnoreIndex = o.IgnoreIndex, ClassWeights = o.ClassWeights, DiceLossWeight = o.DiceLossWeight, Recipe = recipe,
+            Augmentation = (o.Augmentation ?? RecipeDefaults.Augmentation(recipe)).WithCrop(cropHeight, cropWidth),
+            BatchSize = o.BatchSize, MaxEpochs = o.MaxEpochs,
+            LearningRate = o.LearningRate ?? RecipeDefaults.LearningRate(recipe),
+            HeadLearningRateMultiplier = o.HeadLearningRateMultiplier ?? RecipeDefaults.HeadLearningRateMultiplier(recipe),
+            WeightDecay = o.WeightDecay, WarmupSteps = o.WarmupSteps ?? RecipeDefaults.WarmupSteps(recipe), PolyPower = o.PolyPower,
+            FreezeBackboneEpochs = o.FreezeBackboneEpochs, ValidationSet = o.ValidationSet,
+            EarlyStoppingPatience = o.EarlyStoppingPatience, Progress = o.Progress,
+        };
+    }
 }

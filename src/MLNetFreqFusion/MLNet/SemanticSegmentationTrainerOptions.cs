@@ -20,13 +20,21 @@ public sealed partial class SemanticSegmentationTrainer
         public const SegmentationDecoder Decoder = SegmentationDecoder.FreqFusion;
         public const int CompressRatio = 4;
         public const double DropoutRatio = 0.1;
-        public const int CropSize = 512;
+        /// <summary>The largest side of a crop chosen from the data, and mmsegmentation's crop.</summary>
+        public const int MaxCropSize = 512;
         public const int BatchSize = 8;
         public const int MaxEpochs = 20;
-        public const double LearningRate = 6e-5;
-        public const double HeadLearningRateMultiplier = 10;
+        public const TrainingRecipe Recipe = TrainingRecipe.Auto;
+        /// <summary>Auto picks ShortRun below this many optimizer steps, MMSegmentation from there on.</summary>
+        public const int ShortRunStepLimit = 10_000;
+        public const double ShortRunLearningRate = 1e-3;
+        public const double ShortRunHeadLearningRateMultiplier = 1;
+        public const int ShortRunWarmupSteps = 50;
+        public const float ShortRunFlipProbability = 0.5f;
+        public const double MMSegmentationLearningRate = 6e-5;
+        public const double MMSegmentationHeadLearningRateMultiplier = 10;
+        public const int MMSegmentationWarmupSteps = 1500;
         public const double WeightDecay = 0.01;
-        public const int WarmupSteps = 1500;
         public const double PolyPower = 1.0;
         public const int SlidingWindowSize = 1024;
         public const double SlidingWindowOverlap = 1.0 / 3;
@@ -111,8 +119,12 @@ public sealed partial class SemanticSegmentationTrainer
         /// <summary>Epochs at the start during which the backbone is not updated (only the head trains). Default 0.</summary>
         public int FreezeBackboneEpochs;
 
-        /// <summary>Side of the square random training crops. Default 512.</summary>
-        public int CropSize = Defaults.CropSize;
+        /// <summary>
+        /// Side of the square random training crops. Default null: the crop is the training images' largest height and
+        /// width, each rounded up to a multiple of 32 and at most 512 — whole images when they are small, so no step
+        /// spends its time on padding (a square 512 crop of a 84×64 image is 98 % padding).
+        /// </summary>
+        public int? CropSize;
 
         /// <summary>Images per optimizer step. Default 8.</summary>
         public int BatchSize = Defaults.BatchSize;
@@ -120,20 +132,31 @@ public sealed partial class SemanticSegmentationTrainer
         /// <summary>Passes over the training data. Default 20.</summary>
         public int MaxEpochs = Defaults.MaxEpochs;
 
-        /// <summary>AdamW learning rate of the backbone. Default 6e-5.</summary>
-        public double LearningRate = Defaults.LearningRate;
+        /// <summary>
+        /// Where the settings left null come from (<see cref="LearningRate"/>, <see cref="HeadLearningRateMultiplier"/>,
+        /// <see cref="WarmupSteps"/>, <see cref="Augmentation"/>): the short-run recipe for runs under 10 000 steps, the
+        /// paper's mmsegmentation recipe for longer ones. Default <see cref="TrainingRecipe.Auto"/>; set
+        /// <see cref="TrainingRecipe.MMSegmentation"/> for the paper's recipe whatever the length.
+        /// </summary>
+        public TrainingRecipe Recipe = Defaults.Recipe;
 
-        /// <summary>Multiplier of the learning rate for the decode head and its FreqFusion stages. Default 10.</summary>
-        public double HeadLearningRateMultiplier = Defaults.HeadLearningRateMultiplier;
+        /// <summary>AdamW learning rate of the backbone. Default null: the recipe's (short run 1e-3, mmsegmentation 6e-5).</summary>
+        public double? LearningRate;
+
+        /// <summary>
+        /// Multiplier of the learning rate for the decode head and its FreqFusion stages. Default null: the recipe's
+        /// (short run 1, mmsegmentation 10).
+        /// </summary>
+        public double? HeadLearningRateMultiplier;
 
         /// <summary>AdamW weight decay; not applied to normalisation weights and biases. Default 0.01.</summary>
         public double WeightDecay = Defaults.WeightDecay;
 
         /// <summary>
-        /// Linear warmup steps. Default 1500 (the paper's configurations), capped at a tenth of all steps so that
-        /// short runs are not all warmup.
+        /// Linear warmup steps, capped at a tenth of all steps so that short runs are not all warmup. Default null: the
+        /// recipe's (short run 50, mmsegmentation 1500, the paper's configurations).
         /// </summary>
-        public int WarmupSteps = Defaults.WarmupSteps;
+        public int? WarmupSteps;
 
         /// <summary>Power of the polynomial decay after warmup. Default 1.0.</summary>
         public double PolyPower = Defaults.PolyPower;
@@ -144,8 +167,11 @@ public sealed partial class SemanticSegmentationTrainer
         /// <summary>Weight of an added soft Dice loss term. Default 0 (cross-entropy only).</summary>
         public double DiceLossWeight;
 
-        /// <summary>Training augmentation (random resize, crop, flip, photometric distortion). <see cref="CropSize"/> sets the crop.</summary>
-        public AugmentationOptions Augmentation = new();
+        /// <summary>
+        /// Training augmentation (random resize, crop, flip, photometric distortion); <see cref="CropSize"/> sets the
+        /// crop. Default null: the recipe's (short run: horizontal flips only; mmsegmentation: <c>new AugmentationOptions()</c>).
+        /// </summary>
+        public AugmentationOptions? Augmentation;
 
         /// <summary>Data to compute the mean IoU on after every epoch; the best epoch's weights are kept. Default: none.</summary>
         public IDataView? ValidationSet;

@@ -7,47 +7,53 @@ namespace MLNetFreqFusion.Training;
 /// <summary>
 /// One pass over a label column before training: counts the rows, finds the largest label value other than the
 /// ignore index, and, when the number of classes is known (not 0), rejects label values that are neither a class nor
-/// the ignore index, naming the row and file, so that a bad mask fails in seconds rather than mid-epoch.
+/// the ignore index, naming the row and file, so that a bad mask fails in seconds rather than mid-epoch. What it
+/// measures on the way (rows, largest label, largest mask) is what the run-dependent defaults are chosen from.
 /// </summary>
 internal static class LabelScan
 {
-    public static (int Rows, int LargestLabel) Run(IHost host, IDataView data, TrainingSettings o, string what)
+    /// <summary>What one pass over the labels found.</summary>
+    public sealed record Result(int Rows, int LargestLabel, int MaxHeight, int MaxWidth);
+
+    public static Result Run(IHost host, IDataView data, string labelColumnName, int ignoreIndex, int numberOfClasses, string what)
     {
-        int rows = 0, largest = -1;
+        int rows = 0, largest = -1, maxHeight = 0, maxWidth = 0;
         long classPixels = 0, ignorePixels = 0, labelledPixels = 0;
-        foreach (var (_, mask) in SegmentationRows.Masks(host, data, o.LabelColumnName))
+        foreach (var (_, mask) in SegmentationRows.Masks(host, data, labelColumnName))
         {
+            maxHeight = Math.Max(maxHeight, mask.Height);
+            maxWidth = Math.Max(maxWidth, mask.Width);
             foreach (var value in mask.Labels)
             {
-                if (value == o.IgnoreIndex) { ignorePixels++; continue; }
+                if (value == ignoreIndex) { ignorePixels++; continue; }
                 largest = Math.Max(largest, value);
-                if (o.NumberOfClasses == 0 || value < o.NumberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
-                throw host.Except(BadValueMessage(rows, mask, value, o));
+                if (numberOfClasses == 0 || value < numberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
+                throw host.Except(BadValueMessage(rows, mask, value, numberOfClasses, ignoreIndex));
             }
             rows++;
         }
         if (rows == 0)
             throw host.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
         if (labelledPixels == 0)
-            throw host.Except($"Every pixel of the {what} is {o.IgnoreIndex}, the ignore index: there is nothing to learn from. " +
-                (o.IgnoreIndex == 255
+            throw host.Except($"Every pixel of the {what} is {ignoreIndex}, the ignore index: there is nothing to learn from. " +
+                (ignoreIndex == 255
                     ? "If 255 marks a class (masks saved as 0/255 for background/foreground, or 255 as a class value), map it with " +
                       "LoadSegmentationMasks(..., options: new MaskDecodeOptions { ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }); "
                     : "") +
                 "otherwise check the label column (LoadSegmentationMasks options ReduceZeroLabel, ValueMap, IgnoreIndex).");
-        if (classPixels == 0 && ignorePixels > 0 && o.IgnoreIndex == 255)
+        if (classPixels == 0 && ignorePixels > 0 && ignoreIndex == 255)
             throw host.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +
                 "{ ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }) and NumberOfClasses = 2.");
-        return (rows, largest);
+        return new Result(rows, largest, maxHeight, maxWidth);
     }
 
-    static string BadValueMessage(int row, SegmentationMask mask, int value, TrainingSettings o)
+    static string BadValueMessage(int row, SegmentationMask mask, int value, int numberOfClasses, int ignoreIndex)
     {
         string source = mask.SourcePath is null ? "" : $" ('{mask.SourcePath}')";
         string hint = value == 255
             ? " Masks saved as 0/255 use 255 for the foreground: map it to class 1 with MaskDecodeOptions.ValueMap ({ [255] = 1 }), or set IgnoreIndex = 255 if 255 marks pixels to ignore."
             : $" Set NumberOfClasses to at least {value + 1}, or remap the value with MaskDecodeOptions.ValueMap.";
-        return $"Row {row}{source}: label value {value} is not a class (NumberOfClasses is {o.NumberOfClasses}) and not the ignore index {o.IgnoreIndex}.{hint}";
+        return $"Row {row}{source}: label value {value} is not a class (NumberOfClasses is {numberOfClasses}) and not the ignore index {ignoreIndex}.{hint}";
     }
 }

@@ -15,8 +15,10 @@ internal sealed record TrainingSettings
     public required int IgnoreIndex { get; init; }
     public float[]? ClassWeights { get; init; }
     public double DiceLossWeight { get; init; }
-    /// <summary>The augmentation with the crop size applied.</summary>
+    /// <summary>The augmentation (the Options' or the recipe's) with the crop size applied.</summary>
     public required AugmentationOptions Augmentation { get; init; }
+    /// <summary>The recipe the run follows, Auto resolved.</summary>
+    public required TrainingRecipe Recipe { get; init; }
     public required int BatchSize { get; init; }
     public required int MaxEpochs { get; init; }
     public required double LearningRate { get; init; }

@@ -75,7 +75,8 @@ public sealed class HostileDataTests : TempFolderTests
     [DataRow("ClassWeights", DisplayName = "ClassWeights negative")]
     [DataRow("ClassWeights-nan", DisplayName = "ClassWeights NaN")]
     [DataRow("ClassWeights-zero", DisplayName = "ClassWeights all zero")]
-    [DataRow("Augmentation", DisplayName = "Augmentation = null")]
+    [DataRow("Augmentation", DisplayName = "Augmentation.FlipProbability = 2")]
+    [DataRow("Recipe", DisplayName = "Recipe outside the enum")]
     [DataRow("ClassNames", DisplayName = "ClassNames with a null")]
     [DataRow("Backbone", DisplayName = "Backbone outside the enum")]
     [DataRow("Decoder", DisplayName = "Decoder outside the enum")]
@@ -92,7 +93,8 @@ public sealed class HostileDataTests : TempFolderTests
             case "ClassWeights": o.ClassWeights = [1, -1, 1]; break;
             case "ClassWeights-nan": o.ClassWeights = [1, float.NaN, 1]; break;
             case "ClassWeights-zero": o.ClassWeights = [0, 0, 0]; break;
-            case "Augmentation": o.Augmentation = null!; break;
+            case "Augmentation": o.Augmentation = new AugmentationOptions { FlipProbability = 2 }; break;
+            case "Recipe": o.Recipe = (TrainingRecipe)7; break;
             case "ClassNames": o.ClassNames = ["background", null!, "dog"]; break;
             case "Backbone": o.Backbone = (SegmentationBackbone)99; break;
             case "Decoder": o.Decoder = (SegmentationDecoder)99; break;
