@@ -194,12 +194,15 @@ internal static class SegmentationAugmenter
         return stack([Channel(5), Channel(3), Channel(1)]);
     }
 
+    // The image is mirrored into the padding, as the network pads its input at inference
+    // (SegmentationNetwork.MirrorPad): a black border in training taught the network a context it never meets when
+    // predicting. The mask's padding is ignored, so the mirrored pixels cost nothing in the loss.
     static (Tensor, Tensor) Pad(Tensor img, Tensor seg, AugmentationOptions o, int ignoreIndex)
     {
-        long padH = o.CropHeight - img.shape[1], padW = o.CropWidth - img.shape[2];
-        if (padH <= 0 && padW <= 0)
+        long padH = Math.Max(o.CropHeight - img.shape[1], 0), padW = Math.Max(o.CropWidth - img.shape[2], 0);
+        if (padH == 0 && padW == 0)
             return (img, seg);
-        var pad = new long[] { 0, Math.Max(padW, 0), 0, Math.Max(padH, 0) };
-        return (F.pad(img, pad, value: 0), F.pad(seg, pad, value: ignoreIndex));
+        var mirrored = Networks.SegmentationNetwork.MirrorPad(img.unsqueeze(0), padW, padH).squeeze(0);
+        return (mirrored, F.pad(seg, [0, padW, 0, padH], value: ignoreIndex));
     }
 }

@@ -163,10 +163,10 @@ public sealed partial class SegmentationNetwork : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Pads the right and bottom by mirroring the image. Training crops never contain padding, so a constant border
-    /// is content the network has never seen: with zeros a trained model predicted objects along the seam. A mirror
-    /// keeps the image's own statistics. Reflection cannot pad by more than the side minus one, so small images are
-    /// mirrored repeatedly; a side of one pixel is repeated.
+    /// Pads the right and bottom by mirroring the image, here and where training pads a crop larger than its image
+    /// (SegmentationAugmenter), so the network meets the same border in both. A mirror keeps the image's own
+    /// statistics; with a constant border a trained model predicted objects along the seam. Reflection cannot pad by
+    /// more than the side minus one, so small images are mirrored repeatedly; a side of one pixel is repeated.
     /// </summary>
     internal static Tensor MirrorPad(Tensor x, long padRight, long padBottom)
     {
