@@ -70,10 +70,11 @@ public sealed class AugmentationTests
             var (img, seg) = SegmentationAugmenter.Apply(image, mask, NoPhotometric(32), Ignore, new Random(seed));
 
             // Bilinear resizing blends colours only next to block edges; where the mask is constant over a 5×5
-            // neighbourhood (and not padding), the image colour must name the mask's label.
+            // neighbourhood (and not ignored: the padding mirrors the image under an ignored mask), the image colour
+            // must name the mask's label.
             var m = seg.to(float32).unsqueeze(0).unsqueeze(0);
             var uniform = F.max_pool2d(m, 5, 1, 2).eq(-F.max_pool2d(-m, 5, 1, 2)).squeeze(0).squeeze(0);
-            var padding = img.sum(0).eq(0);
+            var padding = seg.eq(Ignore);
             var interior = uniform.logical_and(padding.logical_not());
             var derived = LabelsFromColours(img);
             long mismatches = derived.ne(seg).logical_and(interior).sum().item<long>();
@@ -121,11 +122,14 @@ public sealed class AugmentationTests
 
         var (img, seg) = SegmentationAugmenter.Apply(image, mask, options, Ignore, new Random(0));
 
-        // Unscaled and flipped: the original sits, mirrored, in the top-left corner; the rest is padding.
+        // Unscaled and flipped: the original sits, mirrored, in the top-left corner; the rest is padding, whose mask
+        // is ignored and whose image reflects the image across its last row and column, as inference pads.
         Assert.IsTrue(Same(seg.narrow(0, 0, 24).narrow(1, 0, 32), mask.flip(-1)));
         Assert.AreEqual(ignored + 30 * 40 - 24 * 32, seg.eq(Ignore).sum().item<long>());
-        Assert.AreEqual(0f, img.narrow(1, 24, 6).abs().max().item<float>(), "image padding is 0");
-        Assert.IsTrue(Same(img.narrow(1, 0, 24).narrow(2, 0, 32), image.flip(-1)));
+        var flipped = image.flip(-1);
+        Assert.IsTrue(Same(img.narrow(1, 0, 24).narrow(2, 0, 32), flipped));
+        Assert.IsTrue(Same(img.narrow(1, 24, 6).narrow(2, 0, 32), flipped.narrow(1, 17, 6).flip(1)), "rows 24–29 mirror rows 22–17");
+        Assert.IsTrue(Same(img.narrow(1, 0, 24).narrow(2, 32, 8), flipped.narrow(2, 23, 8).flip(2)), "columns 32–39 mirror columns 30–23");
     }
 
     [TestMethod]
