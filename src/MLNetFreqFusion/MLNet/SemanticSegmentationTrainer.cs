@@ -134,7 +134,6 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
 
         var scan = LabelScan.Run(_host, input, _options.LabelColumnName, _options.IgnoreIndex, declared, "training data");
         var (rows, largestLabel) = (scan.Rows, scan.LargestLabel);
-        var training = ToTrainingSettings(_options, scan) with { NumberOfClasses = declared };
         var settings = _settings;
         if (declared == 0)
         {
@@ -145,13 +144,14 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
                     "set NumberOfClasses (background included).");
             Validate(_host, _options, inferred);
             settings = SegmentationModelSettings.FromOptions(_options, inferred);
-            training = training with { NumberOfClasses = inferred };
             ch.Info($"NumberOfClasses inferred from the training labels: {inferred} (largest label {largestLabel}, ignore index {_options.IgnoreIndex} left out).");
         }
+        var training = ToTrainingSettings(_options, scan, settings.NumberOfClasses);
         ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
         ch.Info($"Recipe {training.Recipe}: learning rate {training.LearningRate:G3} (head ×{training.HeadLearningRateMultiplier:G3}), " +
             $"{training.WarmupSteps} warmup steps (at most a tenth of the run), crop {training.Augmentation.CropHeight}×{training.Augmentation.CropWidth} " +
-            $"(height×width), {training.BatchSize} images a step, {training.MaxEpochs} epochs.");
+            $"(height×width), {training.BatchSize} images a step, {training.MaxEpochs} epochs, class weights " +
+            (training.ClassWeights is null ? "none." : $"[{string.Join(", ", training.ClassWeights.Select(w => w.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}]."));
 
         var network = SegmentationNetwork.Create(settings.Architecture, _options.PretrainedWeightsPath, _options.FreezeBatchNorm);
         network.to(device);
@@ -162,14 +162,15 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
     }
 
     /// <summary>The settings of this run: the Options, with what they leave null chosen from the run (<see cref="RecipeDefaults"/>).</summary>
-    static TrainingSettings ToTrainingSettings(Options o, LabelScan.Result scan)
+    static TrainingSettings ToTrainingSettings(Options o, LabelScan.Result scan, int classes)
     {
         var recipe = RecipeDefaults.Choose(o.Recipe, (scan.Rows + o.BatchSize - 1) / o.BatchSize * o.MaxEpochs);
         var (cropHeight, cropWidth) = RecipeDefaults.Crop(o.CropSize, scan.MaxHeight, scan.MaxWidth);
         return new()
         {
-            ImageColumnName = o.ImageColumnName, LabelColumnName = o.LabelColumnName, NumberOfClasses = o.NumberOfClasses,
-            IgnoreIndex = o.IgnoreIndex, ClassWeights = o.ClassWeights, DiceLossWeight = o.DiceLossWeight, Recipe = recipe,
+            ImageColumnName = o.ImageColumnName, LabelColumnName = o.LabelColumnName, NumberOfClasses = classes,
+            IgnoreIndex = o.IgnoreIndex, DiceLossWeight = o.DiceLossWeight, Recipe = recipe,
+            ClassWeights = o.ClassWeights ?? RecipeDefaults.ClassWeights(recipe, scan.PixelsPerClass, classes),
             Augmentation = (o.Augmentation ?? RecipeDefaults.Augmentation(recipe)).WithCrop(cropHeight, cropWidth),
             BatchSize = o.BatchSize, MaxEpochs = o.MaxEpochs,
             LearningRate = o.LearningRate ?? RecipeDefaults.LearningRate(recipe),

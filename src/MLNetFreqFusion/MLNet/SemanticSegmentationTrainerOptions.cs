@@ -161,7 +161,11 @@ public sealed partial class SemanticSegmentationTrainer
         /// <summary>Power of the polynomial decay after warmup. Default 1.0.</summary>
         public double PolyPower = Defaults.PolyPower;
 
-        /// <summary>Per-class loss weights (length K). Default: none.</summary>
+        /// <summary>
+        /// Per-class loss weights (length K; all 1 for none). Default null: the recipe's — for the short-run recipe
+        /// √(median class frequency / class frequency) from the training labels' pixel counts, clamped to [0.1, 10]
+        /// (a background covering 95 % of the pixels weighs about 0.1); none for the mmsegmentation recipe.
+        /// </summary>
         public float[]? ClassWeights;
 
         /// <summary>Weight of an added soft Dice loss term. Default 0 (cross-entropy only).</summary>

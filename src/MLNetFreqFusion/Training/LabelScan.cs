@@ -12,12 +12,13 @@ namespace MLNetFreqFusion.Training;
 /// </summary>
 internal static class LabelScan
 {
-    /// <summary>What one pass over the labels found.</summary>
-    public sealed record Result(int Rows, int LargestLabel, int MaxHeight, int MaxWidth);
+    /// <summary>What one pass over the labels found; <paramref name="PixelsPerClass"/> counts each label value up to the largest.</summary>
+    public sealed record Result(int Rows, int LargestLabel, int MaxHeight, int MaxWidth, long[] PixelsPerClass);
 
     public static Result Run(IHost host, IDataView data, string labelColumnName, int ignoreIndex, int numberOfClasses, string what)
     {
         int rows = 0, largest = -1, maxHeight = 0, maxWidth = 0;
+        var counts = new long[ushort.MaxValue + 1];
         long classPixels = 0, ignorePixels = 0, labelledPixels = 0;
         foreach (var (_, mask) in SegmentationRows.Masks(host, data, labelColumnName))
         {
@@ -27,6 +28,7 @@ internal static class LabelScan
             {
                 if (value == ignoreIndex) { ignorePixels++; continue; }
                 largest = Math.Max(largest, value);
+                counts[value]++;
                 if (numberOfClasses == 0 || value < numberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
                 throw host.Except(BadValueMessage(rows, mask, value, numberOfClasses, ignoreIndex));
             }
@@ -45,7 +47,7 @@ internal static class LabelScan
             throw host.Except($"Every labelled pixel of the {what} is class 0; the other pixels are 255, which is the ignore index. " +
                 "Masks saved as 0/255 mean class 1 by 255: read them with LoadSegmentationMasks(..., options: new MaskDecodeOptions " +
                 "{ ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }) and NumberOfClasses = 2.");
-        return new Result(rows, largest, maxHeight, maxWidth);
+        return new Result(rows, largest, maxHeight, maxWidth, counts[..(largest + 1)]);
     }
 
     static string BadValueMessage(int row, SegmentationMask mask, int value, int numberOfClasses, int ignoreIndex)

@@ -32,6 +32,34 @@ internal static class RecipeDefaults
         : new AugmentationOptions();
 
     /// <summary>
+    /// ShortRun: <see cref="BalancedClassWeights"/>, which move a few hundred steps off the all-background solution
+    /// (docs/benchmarks.md §10); MMSegmentation: none, as the paper's configurations.
+    /// </summary>
+    public static float[]? ClassWeights(TrainingRecipe recipe, IReadOnlyList<long> pixelsPerClass, int classes) =>
+        recipe == TrainingRecipe.ShortRun ? BalancedClassWeights(pixelsPerClass, classes) : null;
+
+    /// <summary>
+    /// Loss weights from the classes' pixel counts in the training labels: w = √(median frequency / frequency),
+    /// clamped to [0.1, 10], so a class as common as the median class weighs 1, a background covering 95 % of the
+    /// pixels about 0.1, and a rare class up to 10. Classes absent from the labels weigh 1.
+    /// </summary>
+    public static float[] BalancedClassWeights(IReadOnlyList<long> pixelsPerClass, int classes)
+    {
+        var present = Enumerable.Range(0, Math.Min(classes, pixelsPerClass.Count)).Where(c => pixelsPerClass[c] > 0)
+            .Select(c => (double)pixelsPerClass[c]).Order().ToArray();
+        var weights = Enumerable.Repeat(1f, classes).ToArray();
+        if (present.Length == 0)
+            return weights;
+        double median = present.Length % 2 == 1 ? present[present.Length / 2] : (present[present.Length / 2 - 1] + present[present.Length / 2]) / 2;
+        for (int c = 0; c < Math.Min(classes, pixelsPerClass.Count); c++)
+        {
+            if (pixelsPerClass[c] > 0)
+                weights[c] = (float)Math.Clamp(Math.Sqrt(median / pixelsPerClass[c]), 0.1, 10);
+        }
+        return weights;
+    }
+
+    /// <summary>
     /// The crop (height, width): the square CropSize when given, else the largest training image rounded up to a
     /// multiple of 32 (the network's input stride) on each side and at most <see cref="Defaults.MaxCropSize"/>.
     /// </summary>

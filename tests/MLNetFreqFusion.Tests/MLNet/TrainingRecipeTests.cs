@@ -27,6 +27,18 @@ public sealed class TrainingRecipeTests
     }
 
     [TestMethod]
+    public void BalancedWeightsFollowTheSquareRootOfTheMedianOverEachClassFrequency()
+    {
+        // Present classes 950, 5, 5, 10 pixels: median 7.5. Class 4 never occurs and keeps 1.
+        var weights = RecipeDefaults.BalancedClassWeights([950, 5, 5, 10, 0], classes: 5);
+
+        CollectionAssert.AreEqual(new[] { 0.1f, (float)Math.Sqrt(1.5), (float)Math.Sqrt(1.5), (float)Math.Sqrt(0.75), 1f }, weights,
+            $"got [{string.Join(", ", weights)}]");
+        Assert.AreEqual(10f, RecipeDefaults.BalancedClassWeights([1_000_000, 1_000_000, 1], 3)[2], "a very rare class is capped at 10");
+        Assert.IsNull(RecipeDefaults.ClassWeights(TrainingRecipe.MMSegmentation, [950, 5], 2));
+    }
+
+    [TestMethod]
     public void TheRecipesDifferWhereTheyShould()
     {
         var shortRun = RecipeDefaults.Augmentation(TrainingRecipe.ShortRun);
@@ -72,6 +84,9 @@ public sealed class TrainingRecipeTests
             Assert.IsTrue(log.Any(m => m.Contains(expected)), $"expected '{expected}' in the log:\n{string.Join("\n", log.Where(m => m.Contains("Recipe")))}");
             // The digits are 84×64: whole images, each side rounded up to the network's stride of 32.
             Assert.IsTrue(log.Any(m => m.Contains("crop 64×96 (height×width)")), "the crop is taken from the images' size");
+            // Background is most of every digits image: the short-run recipe weighs it down, the paper's does not.
+            Assert.IsTrue(log.Any(m => m.Contains(recipe == TrainingRecipe.MMSegmentation ? "class weights none." : "class weights [0.1, ")),
+                "class weights: " + string.Join("\n", log.Where(m => m.Contains("class weights"))));
         }
         // 8 rows, batch 4, 1 epoch: 2 steps, so the warmup is capped at a tenth of the run (0 steps) and the first
         // step runs at the base rate; the second at half of it (poly, power 1).
