@@ -39,7 +39,6 @@ internal static class DocSnippets
         {
             NumberOfClasses = 11,
             ClassNames = new[] { "background", "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7", "digit_8", "digit_9" },
-            CropSize = 64,
             MaxEpochs = 40,                 // longer than the default: the README shows what more epochs buy
             EarlyStoppingPatience = 5,      // but stop when validation mIoU has not improved for 5 epochs
             ValidationSet = validation,
@@ -104,14 +103,15 @@ internal static class DocSnippets
             DecoderChannels = null, DecoderInputStages = null, CompressRatio = 4, DropoutRatio = 0.1,
             PretrainedWeightsPath = null,
             FreezeBatchNorm = false, FreezeBackboneEpochs = 0,
-            // Optimisation: AdamW, poly schedule with linear warmup
-            CropSize = 512, BatchSize = 8, MaxEpochs = 20,
-            LearningRate = 6e-5, HeadLearningRateMultiplier = 10, WeightDecay = 0.01,
-            WarmupSteps = 1500, PolyPower = 1.0,
+            // Optimisation: AdamW, poly schedule with linear warmup; null = the recipe's value (Auto: ShortRun
+            // under 10 000 steps, MMSegmentation above) and, for the crop, the training images' size up to 512
+            Recipe = TrainingRecipe.Auto, CropSize = null, BatchSize = 8, MaxEpochs = 20,
+            LearningRate = null, HeadLearningRateMultiplier = null, WeightDecay = 0.01,
+            WarmupSteps = null, PolyPower = 1.0,
             // Loss
             ClassWeights = null, DiceLossWeight = 0,
             // Data
-            Augmentation = new AugmentationOptions(),
+            Augmentation = null,
             ValidationSet = validation, EarlyStoppingPatience = null, Progress = progress,
             // Inference
             SlidingWindowSize = 1024, SlidingWindowOverlap = 1.0 / 3, FlipTest = false, InferenceBatchSize = 8,

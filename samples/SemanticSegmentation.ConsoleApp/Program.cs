@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNetFreqFusion;
@@ -56,7 +57,9 @@ try
 
     string modelPath = Path.Combine(options.OutputFolder, "model.zip");
     Console.WriteLine($"Training {options.Backbone} + {options.Decoder} (decoder channels {options.DecoderChannels}), {options.Epochs} epochs, " +
-        $"crop {options.CropSize}, batch {options.BatchSize}, lr {options.LearningRate:G3} (head ×{options.HeadLearningRateMultiplier:G3}), seed {options.Seed}; " +
+        $"crop {(options.CropSize is int crop ? $"{crop}×{crop}" : "whole images")}, batch {options.BatchSize}, " +
+        $"lr {(options.LearningRate is double lr ? lr.ToString("G3", CultureInfo.InvariantCulture) : "the recipe's")} " +
+        $"(head ×{(options.HeadLearningRateMultiplier is double m ? m.ToString("G3", CultureInfo.InvariantCulture) : "the recipe's")}), seed {options.Seed}; " +
         $"{options.Threads} of {Environment.ProcessorCount} CPU threads.");
     var clock = Stopwatch.StartNew();
     var segmenter = SegmentationModel.Train(mlContext, options, data, modelPath);

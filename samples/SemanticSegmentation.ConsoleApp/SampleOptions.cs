@@ -18,22 +18,24 @@ public sealed class SampleOptions
     public int IgnoreIndex = 255;
     public bool ReduceZeroLabel;
 
-    // Settings found to learn digits-seg in a few minutes on 2 CPU cores (README, docs/training.md).
+    // The library's defaults where it has them (null: the trainer's recipe and the crop from the images' size); the
+    // rest chosen by the sweep of docs/benchmarks.md §10 to learn digits-seg in a few minutes on 2 CPU cores.
     public SegmentationBackbone Backbone = SegmentationBackbone.ResNet18ImageNet;
     public SegmentationDecoder Decoder = SegmentationDecoder.FreqFusionFpn;
-    public int? DecoderChannels = 64;
+    public int? DecoderChannels = 128;
     public int Epochs = 12;
-    public int CropSize = 64;
-    public int BatchSize = 4;
-    public double LearningRate = 1e-3;
-    public double HeadLearningRateMultiplier = 10;
-    public double DiceLossWeight = 0.5;
-    public float? BackgroundWeight = 0.2f;
+    public int? CropSize;
+    public int BatchSize = 8;
+    public double? LearningRate;
+    public double? HeadLearningRateMultiplier;
+    public double DiceLossWeight;
+    public float? BackgroundWeight;
     public bool? Flip;
     public int Seed = 1;
-    // Half the cores: libtorch's OpenMP threads wait by spinning, and when other work holds the cores a step gets many
-    // times slower (measured here: 1 thread 1.6–3.3 s a step, 2 threads 17–19 s, on 2 busy cores).
-    public int Threads = Math.Max(1, Environment.ProcessorCount / 2);
+    // Every core, as PyTorch does: on an idle 2-core machine one epoch of the sample took 20 s with 2 threads and 31 s
+    // with 1 (docs/benchmarks.md §11). On cores other work holds, libtorch's spinning OpenMP threads make a step many
+    // times slower (1 thread 1.6–3.3 s a step, 2 threads 17–19 s, measured on 2 busy cores): --threads 1 there.
+    public int Threads = Environment.ProcessorCount;
 
     public string OutputFolder = "output";
     public string? ModelPath;
@@ -67,17 +69,18 @@ public sealed class SampleOptions
           --backbone NAME        ResNet18ImageNet (default; ImageNet weights from the NuGet package), ResNet18, ResNet34,
                                  ResNet50, ResNet101, MiTB0 … MiTB5
           --decoder NAME         FreqFusionFpn (default), FreqFusion, Bilinear, BilinearFpn
-          --decoder-channels N   width of the decode head (default 64; the library's default is 256)
+          --decoder-channels N   width of the decode head (default 128; the library's default is 256)
           --epochs N             passes over the training data (default 12)
-          --crop N               side of the square training crops (default 64)
-          --batch N              images per step (default 4)
-          --lr X                 backbone learning rate; the head gets 10× (default 1e-3)
-          --head-lr-multiplier X the head's learning rate as a multiple of --lr (default 10)
-          --dice X               weight of an added soft Dice loss (default 0.5)
-          --background-weight X  loss weight of class 0 relative to the others (default 0.2)
+          --crop N               side of square training crops (default: whole images, their sides rounded up to
+                                 a multiple of 32, at most 512)
+          --batch N              images per step (default 8)
+          --lr X                 backbone learning rate (default: the trainer's recipe, 1e-3 for runs under 10 000 steps)
+          --head-lr-multiplier X the head's learning rate as a multiple of --lr (default: the recipe's, 1 for short runs)
+          --dice X               weight of an added soft Dice loss (default 0)
+          --background-weight X  loss weight of class 0 relative to the others (default 1)
           --flip / --no-flip     random horizontal flips (default: on, off for the built-in digits)
           --seed N               MLContext seed (default 1)
-          --threads N            libtorch CPU threads (default: half the cores, at least 1)
+          --threads N            libtorch CPU threads (default: every core; use 1 on a machine other work keeps busy)
           --output DIR           where model.zip and the PNGs go (default output)
           --predictions N        test images whose predictions are written as PNGs (default 4)
 

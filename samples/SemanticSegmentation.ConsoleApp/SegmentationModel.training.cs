@@ -57,14 +57,12 @@ public partial class SegmentationModel
         return BuildInputPipeline(mlContext, data.MaskOptions).Append(trainer);
     }
 
-    static AugmentationOptions Augmentation(SampleOptions o)
-    {
-        if (o.Layout != SampleOptions.DataLayout.Default)
-            return new AugmentationOptions { FlipProbability = o.Flip == false ? 0 : 0.5f };
-        // The built-in digits: handwritten digits are not mirror-symmetric (a flipped 3 is no digit), and with a few
-        // hundred steps a milder scale range than mmseg's 0.5–2 learns faster on 84×64 images.
-        return new AugmentationOptions { FlipProbability = o.Flip == true ? 0.5f : 0, MinScaleRatio = 0.8f, MaxScaleRatio = 1.25f };
-    }
+    /// <summary>Null (the trainer's recipe: flips only, for runs this short) unless the flips must be set.</summary>
+    static AugmentationOptions? Augmentation(SampleOptions o) =>
+        // Handwritten digits are not mirror-symmetric (a flipped 3 is no digit): no flips for the built-in data.
+        o.Flip == false || (o.Flip is null && o.Layout == SampleOptions.DataLayout.Default) ? AugmentationOptions.FlipsOnly(0)
+        : o.Flip == true ? AugmentationOptions.FlipsOnly(0.5f)
+        : null;
 
     /// <summary>
     /// Trains on <paramref name="data"/>, printing progress, and saves the segmenter to <paramref name="outputModelPath"/>.
