@@ -50,8 +50,10 @@ public sealed class TrainingBehaviourTests
         var liveAtEpochEnd = new Dictionary<int, long>();
         Train(3, 8, 4, (_, r) =>
         {
-            // The last step report of an epoch: everything of the step has been disposed by then.
-            if (r.Step % 2 == 0) liveAtEpochEnd[r.Epoch] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            // The last step report of an epoch: everything of the step has been disposed by then, and the thread that
+            // makes the batches has made its last one. Counted over all threads: batches are made on that thread and
+            // disposed on this one.
+            if (r.Step % 2 == 0) liveAtEpochEnd[r.Epoch] = torch.Tensor.TotalCount;
         });
         Assert.AreEqual(4, liveAtEpochEnd.Count);
         Assert.AreEqual(liveAtEpochEnd[2], liveAtEpochEnd[4], $"live tensors after epochs 2..4: {string.Join(", ", liveAtEpochEnd.Values)}");
