@@ -23,7 +23,7 @@ public sealed class SampleOptions
     public SegmentationBackbone Backbone = SegmentationBackbone.ResNet18ImageNet;
     public SegmentationDecoder Decoder = SegmentationDecoder.FreqFusionFpn;
     public int? DecoderChannels = 128;
-    public int Epochs = 12;
+    public int Epochs = 14;
     public int? CropSize;
     public int BatchSize = 8;
     public double? LearningRate;
@@ -70,7 +70,7 @@ public sealed class SampleOptions
                                  ResNet50, ResNet101, MiTB0 … MiTB5
           --decoder NAME         FreqFusionFpn (default), FreqFusion, Bilinear, BilinearFpn
           --decoder-channels N   width of the decode head (default 128; the library's default is 256)
-          --epochs N             passes over the training data (default 12)
+          --epochs N             passes over the training data (default 14)
           --crop N               side of square training crops (default: whole images, their sides rounded up to
                                  a multiple of 32, at most 512)
           --batch N              images per step (default 8)
