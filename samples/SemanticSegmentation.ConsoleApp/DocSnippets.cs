@@ -22,9 +22,9 @@ internal static class DocSnippets
 
         var inputs = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath")
             .Append(ml.Transforms.LoadSegmentationMasks("Label", imageFolder: null, inputColumnName: "MaskPath"));
-        // The trainer's defaults (ImageNet-pretrained ResNet-18 + FreqFusion, learning rate, schedule, loss) are chosen to
-        // train on a CPU; the crop is the only setting that depends on these 84×64 images.
-        var pipeline = inputs.Append(ml.SemanticSegmentation().Trainers.FreqFusion(cropSize: 64,   // classes: inferred from the labels
+        // The trainer's defaults (ImageNet-pretrained ResNet-18 + FreqFusion; learning rate, warmup, augmentation, class
+        // weights and crop chosen from the run's length and the images) are chosen to train on a CPU.
+        var pipeline = inputs.Append(ml.SemanticSegmentation().Trainers.FreqFusion(   // classes: inferred from the labels
             validationSet: inputs.Fit(val).Transform(val)));   // mIoU after every epoch; the best epoch is kept
         ml.Log += (_, e) => { if (e.Source.Contains(nameof(SemanticSegmentationTrainer))) Console.WriteLine(e.Message); };   // progress
         ITransformer model = pipeline.Fit(train);
@@ -39,7 +39,7 @@ internal static class DocSnippets
         {
             NumberOfClasses = 11,
             ClassNames = new[] { "background", "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7", "digit_8", "digit_9" },
-            MaxEpochs = 40,                 // longer than the default: the README shows what more epochs buy
+            MaxEpochs = 40,                 // the sample's 14 epochs end with validation mIoU still rising
             EarlyStoppingPatience = 5,      // but stop when validation mIoU has not improved for 5 epochs
             ValidationSet = validation,
         });

@@ -42,9 +42,10 @@ public sealed partial class SemanticSegmentationTrainer
     }
 
     /// <summary>
-    /// Options of <see cref="SemanticSegmentationTrainer"/>. Defaults follow the SegFormer/SegNeXt + FreqFusion
-    /// recipe (AdamW, lr 6e-5, weight decay 0.01, head at 10× lr, poly schedule with linear warmup); every field says
-    /// its default. docs/training.md says when to change them.
+    /// Options of <see cref="SemanticSegmentationTrainer"/>: AdamW (weight decay 0.01), poly schedule with linear
+    /// warmup. The fields left null are chosen from the run (<see cref="Recipe"/>: the short-run recipe under 10 000
+    /// steps, the paper's SegFormer/SegNeXt + FreqFusion recipe from there; the crop from the images' size); every field
+    /// says its default. docs/training.md says when to change them.
     /// </summary>
     public sealed class Options
     {
