@@ -146,6 +146,10 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
             settings = SegmentationModelSettings.FromOptions(_options, inferred);
             ch.Info($"NumberOfClasses inferred from the training labels: {inferred} (largest label {largestLabel}, ignore index {_options.IgnoreIndex} left out).");
         }
+        // A validation set without a labelled pixel, or with a label that is no class, would fail (or score NaN) only
+        // after the first epoch: checked now, in seconds.
+        if (_options.ValidationSet is not null)
+            LabelScan.Run(_host, _options.ValidationSet, _options.LabelColumnName, _options.IgnoreIndex, settings.NumberOfClasses, "ValidationSet", "measure");
         var training = ToTrainingSettings(_options, scan, settings.NumberOfClasses);
         ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
         ch.Info($"Recipe {training.Recipe}: learning rate {training.LearningRate:G3} (head ×{training.HeadLearningRateMultiplier:G3}), " +

@@ -15,7 +15,10 @@ internal static class LabelScan
     /// <summary>What one pass over the labels found; <paramref name="PixelsPerClass"/> counts each label value up to the largest.</summary>
     public sealed record Result(int Rows, int LargestLabel, int MaxHeight, int MaxWidth, long[] PixelsPerClass);
 
-    public static Result Run(IHost host, IDataView data, string labelColumnName, int ignoreIndex, int numberOfClasses, string what)
+    // what: the data's name in messages ("training data", "ValidationSet"); purpose: what an unusable set leaves
+    // undone ("learn from", "measure"); numberOfClasses 0 while it is still to be inferred.
+    public static Result Run(IHost host, IDataView data, string labelColumnName, int ignoreIndex, int numberOfClasses, string what,
+        string purpose = "learn from")
     {
         int rows = 0, largest = -1, maxHeight = 0, maxWidth = 0;
         var counts = new long[ushort.MaxValue + 1];
@@ -35,9 +38,9 @@ internal static class LabelScan
             rows++;
         }
         if (rows == 0)
-            throw host.Except($"The {what} has no rows: nothing to train on. Check the file or folder the IDataView was loaded from.");
+            throw host.Except($"The {what} has no rows: nothing to {purpose}. Check the file or folder the IDataView was loaded from.");
         if (labelledPixels == 0)
-            throw host.Except($"Every pixel of the {what} is {ignoreIndex}, the ignore index: there is nothing to learn from. " +
+            throw host.Except($"Every pixel of the {what} is {ignoreIndex}, the ignore index: there is nothing to {purpose}. " +
                 (ignoreIndex == 255
                     ? "If 255 marks a class (masks saved as 0/255 for background/foreground, or 255 as a class value), map it with " +
                       "LoadSegmentationMasks(..., options: new MaskDecodeOptions { ValueMap = new Dictionary<ushort, ushort> { [255] = 1 } }); "

@@ -8,17 +8,18 @@ namespace MLNetFreqFusion.Tests.MLNet;
 public sealed class HostileDataTests : TempFolderTests
 {
     /// <summary>One digits-seg image with a mask of the given labels, through LoadImages and LoadSegmentationMasks.</summary>
-    (MLContext Ml, IDataView Data) OnePair(ushort fill)
+    (MLContext Ml, IDataView Data) OnePair(ushort fill, string subfolder = "")
     {
+        string folder = Directory.CreateDirectory(Path.Combine(Folder, subfolder)).FullName;
         var labels = Enumerable.Repeat(fill, 84 * 64).ToArray();
-        new SegmentationMask(84, 64, labels).Save(Path.Combine(Folder, "mask.png"));
-        File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(Folder, "image.png"));
-        File.WriteAllLines(Path.Combine(Folder, "pairs.csv"), ["ImagePath,MaskPath", "image.png,mask.png"]);
+        new SegmentationMask(84, 64, labels).Save(Path.Combine(folder, "mask.png"));
+        File.Copy(Path.Combine(DigitsSeg.Root, "train", "images", "train_00000.png"), Path.Combine(folder, "image.png"));
+        File.WriteAllLines(Path.Combine(folder, "pairs.csv"), ["ImagePath,MaskPath", "image.png,mask.png"]);
         var ml = new MLContext(1);
-        var rows = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(Folder, "pairs.csv"), separatorChar: ',', hasHeader: true);
-        var data = ml.Transforms.LoadImages("Image", Folder, "ImagePath")
-            .Append(ml.Transforms.LoadSegmentationMasks("Label", Folder, "MaskPath"))
-            .Append(ml.Transforms.LoadSegmentationMasks("PredictedLabel", Folder, "MaskPath"))
+        var rows = ml.Data.LoadFromTextFile<DigitsSeg.Row>(Path.Combine(folder, "pairs.csv"), separatorChar: ',', hasHeader: true);
+        var data = ml.Transforms.LoadImages("Image", folder, "ImagePath")
+            .Append(ml.Transforms.LoadSegmentationMasks("Label", folder, "MaskPath"))
+            .Append(ml.Transforms.LoadSegmentationMasks("PredictedLabel", folder, "MaskPath"))
             .Fit(rows).Transform(rows);
         return (ml, data);
     }
@@ -44,6 +45,22 @@ public sealed class HostileDataTests : TempFolderTests
 
         StringAssert.Contains(e.Message, "Every pixel of the training data is 255, the ignore index");
         Assert.IsFalse(e.Message.Contains("class 0", StringComparison.Ordinal), e.Message);
+    }
+
+    [TestMethod]
+    public void AValidationSetWhoseLabelsAreAllTheIgnoreIndexFailsBeforeTheFirstStep()
+    {
+        var (ml, data) = OnePair(1);
+        var (_, allIgnored) = OnePair(255, "validation");
+        var options = Tiny();
+        options.ValidationSet = allIgnored;
+        int steps = 0;
+        options.Progress = new SynchronousProgress(_ => steps++);
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.SemanticSegmentation().Trainers.FreqFusion(options).Fit(data));
+
+        StringAssert.Contains(e.Message, "Every pixel of the ValidationSet is 255, the ignore index: there is nothing to measure");
+        Assert.AreEqual(0, steps, "no training step runs");
     }
 
     /// <summary>What docs/training.md says about cancellation: the context stays cancelled; a new one works.</summary>
