@@ -48,30 +48,6 @@ internal static class SegmentationAugmenter
         return (scope.MoveToOuter(img.contiguous()), scope.MoveToOuter(seg.contiguous()));
     }
 
-    /// <summary>
-    /// A training batch: each image and mask converted (<see cref="ImageTensorConverter"/>), augmented with
-    /// <see cref="Apply"/> in order, and stacked. Sizes may differ between samples but not within one.
-    /// </summary>
-    /// <returns>images float32 [B, 3, CropHeight, CropWidth], masks int64 [B, CropHeight, CropWidth].</returns>
-    internal static (Tensor Images, Tensor Masks) ApplyBatch(IReadOnlyList<Microsoft.ML.Data.MLImage> images, IReadOnlyList<SegmentationMask> masks,
-        AugmentationOptions options, int ignoreIndex, Random random)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        ArgumentNullException.ThrowIfNull(masks);
-        if (images.Count != masks.Count || images.Count == 0)
-            throw new ArgumentException($"A batch needs as many masks as images, at least one; got {images.Count} images and {masks.Count} masks.");
-        using var scope = NewDisposeScope();
-        var imageTensors = new Tensor[images.Count];
-        var maskTensors = new Tensor[images.Count];
-        for (int i = 0; i < images.Count; i++)
-        {
-            if (images[i].Width != masks[i].Width || images[i].Height != masks[i].Height)
-                throw new ArgumentException($"Sample {i} of the batch: the image is {images[i].Width}×{images[i].Height} but its mask is {masks[i].Width}×{masks[i].Height}.");
-            (imageTensors[i], maskTensors[i]) = Apply(ImageTensorConverter.ToTensor(images[i]), ImageTensorConverter.ToTensor(masks[i]), options, ignoreIndex, random);
-        }
-        return (scope.MoveToOuter(stack(imageTensors)), scope.MoveToOuter(stack(maskTensors)));
-    }
-
     /// <summary>The size mmcv's <c>imrescale</c> gives for a random ratio: (height, width).</summary>
     internal static (int Height, int Width) ScaledSize(int height, int width, double ratio, (int LongEdge, int ShortEdge)? baseScale)
     {
