@@ -168,7 +168,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
     /// <summary>The settings of this run: the Options, with what they leave null chosen from the run (<see cref="RecipeDefaults"/>).</summary>
     static TrainingSettings ToTrainingSettings(Options o, LabelScan.Result scan, int classes)
     {
-        var recipe = RecipeDefaults.Choose(o.Recipe, (scan.Rows + o.BatchSize - 1) / o.BatchSize * o.MaxEpochs);
+        var recipe = RecipeDefaults.Choose(o.Recipe, TrainingRun.TotalSteps(scan.Rows, o.BatchSize, o.MaxEpochs));
         var (cropHeight, cropWidth) = RecipeDefaults.Crop(o.CropSize, scan.MaxHeight, scan.MaxWidth);
         return new()
         {

@@ -47,8 +47,7 @@ internal sealed partial class TrainingRun
     public void Train(IDataView input)
     {
         Native.LibTorchRuntime.KeepFreedMemoryForTraining();
-        int stepsPerEpoch = (_rows + _o.BatchSize - 1) / _o.BatchSize;
-        int totalSteps = stepsPerEpoch * _o.MaxEpochs;
+        int totalSteps = TotalSteps(_rows, _o.BatchSize, _o.MaxEpochs);
         var schedule = new LearningRateSchedule(totalSteps, Math.Min(_o.WarmupSteps, totalSteps / 10), _o.PolyPower);
         var (optimizer, groups) = BuildOptimizer();
         using var _ = optimizer;
@@ -148,6 +147,9 @@ internal sealed partial class TrainingRun
             throw Diverged("the weights are no longer finite at the end of training");
         _network.eval();
     }
+
+    /// <summary>Optimizer steps of a run: every epoch ends with a batch of the rows left over.</summary>
+    public static int TotalSteps(int rows, int batchSize, int epochs) => (rows + batchSize - 1) / batchSize * epochs;
 
     bool WeightsAreFinite()
     {
