@@ -225,7 +225,18 @@ def predict(model, x, bs=8):
 
 
 # ---------------- training
-def train(model, x, y, epochs, bs=8, lr=1e-3, wd=0.01, warmup=50, seed=1, log=None, head_mult=1.0, flip_p=0.5, val=None, ncls=None):
+def balanced_weights(y, ncls):
+    """The trainer's short-run class weights: sqrt(median frequency / frequency), clamped to [0.1, 10]; absent classes 1."""
+    counts = torch.bincount(y[y != 255].flatten(), minlength=ncls)[:ncls].double()
+    present = counts[counts > 0]
+    w = torch.ones(ncls, dtype=torch.float64)
+    w[counts > 0] = (present.median() if len(present) % 2 else present.sort().values[len(present) // 2 - 1:len(present) // 2 + 1].mean()) / counts[counts > 0]
+    w[counts > 0] = w[counts > 0].sqrt().clamp(0.1, 10)
+    return w.float()
+
+
+def train(model, x, y, epochs, bs=8, lr=1e-3, wd=0.01, warmup=50, seed=1, log=None, head_mult=1.0, flip_p=0.5, val=None, ncls=None,
+          class_weights=None):
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW([dict(params=model.enc.parameters(), mult=1.0), dict(params=model.head.parameters(), mult=head_mult)],
                             lr=lr, weight_decay=wd)
@@ -247,7 +258,7 @@ def train(model, x, y, epochs, bs=8, lr=1e-3, wd=0.01, warmup=50, seed=1, log=No
             for pg in opt.param_groups:
                 pg['lr'] = cur * pg['mult']
             out = model(norm(xb))
-            loss = F.cross_entropy(out, yb, ignore_index=255)
+            loss = F.cross_entropy(out, yb, weight=class_weights, ignore_index=255)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -274,6 +285,8 @@ def main():
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--head-mult', type=float, default=1.0)
     ap.add_argument('--bs', type=int, default=8)
+    ap.add_argument('--cls-std', type=float, default=None, help="classifier weights ~ N(0, std), bias 0 (mmseg's and the trainer's init: 0.01)")
+    ap.add_argument('--balanced', action='store_true', help="class weights as the trainer's short-run recipe")
     ap.add_argument('--val', action='store_true', help='mIoU on <ds>/val.csv after every epoch (not counted as training time)')
     ap.add_argument('--flip', type=float, default=0.5)
     ap.add_argument('--pretrained', default=None, help='ResNet18.onnx of Microsoft.ML.DnnImageFeaturizer.ResNet18')
@@ -288,15 +301,18 @@ def main():
     xtr, ytr = load_split(a.ds, 'train', a.ntrain)
     xte, yte = load_split(a.ds, 'test')
     model = SegNet(a.head, ncls)
+    if a.cls_std is not None:
+        nn.init.normal_(model.head.cls.weight, 0, a.cls_std)
+        nn.init.zeros_(model.head.cls.bias)
     log(f'{a.ds} {a.head} ep={a.epochs} seed={a.seed} ntrain={len(xtr)} ntest={len(xte)} img={tuple(xtr.shape[-2:])} '
         f'params total={nparams(model)} head={nparams(model.head)}')
     val = load_split(a.ds, 'val') if a.val else None
     tt, iters, curve = train(model, xtr, ytr, a.epochs, bs=a.bs, lr=a.lr, seed=a.seed, log=log, head_mult=a.head_mult, flip_p=a.flip,
-                             val=val, ncls=ncls)
+                             val=val, ncls=ncls, class_weights=balanced_weights(ytr, ncls) if a.balanced else None)
     preds, ms = predict(model, xte)
     m = metrics(preds, yte, ncls)
     res = dict(ds=a.ds, head=a.head, epochs=a.epochs, lr=a.lr, head_mult=a.head_mult, bs=a.bs, flip=a.flip,
-               pretrained=bool(a.pretrained), val_curve=curve, threads=torch.get_num_threads(), load1=round(os.getloadavg()[0],2), seed=a.seed, ntrain=len(xtr), iters=iters,
+               pretrained=bool(a.pretrained), balanced=a.balanced, cls_std=a.cls_std, val_curve=curve, threads=torch.get_num_threads(), load1=round(os.getloadavg()[0],2), seed=a.seed, ntrain=len(xtr), iters=iters,
                train_s=round(tt, 1), infer_ms=round(ms, 2), **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in m.items()})
     log(json.dumps(res))
     with open(a.out, 'a') as f:
