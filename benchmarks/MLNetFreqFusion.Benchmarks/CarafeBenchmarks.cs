@@ -29,9 +29,13 @@ public sealed record CarafeSize(int Channels, int Height, int Width, int KernelS
 /// AHPF high-pass), reflect padding as in FreqFusion. Forward alone (inference: no autograd graph) and forward plus
 /// backward with gradients for both the features and the kernels.
 /// </summary>
-public class CarafeBenchmarks : CarafeFormulationBenchmarks
+public class CarafeBenchmarks : ForwardBackwardBenchmarks
 {
     Tensor _x = null!, _kernels = null!, _outputGrad = null!;
+
+    /// <summary>The CARAFE formulation under test.</summary>
+    [Params(CarafeFormulation.Lean, CarafeFormulation.Unfold)]
+    public CarafeFormulation Formulation { get; set; }
 
     /// <summary>The problem size.</summary>
     [ParamsSource(nameof(Sizes))]

@@ -220,8 +220,6 @@ static class StepProfile
         using var setup = new Setup(head, size, batch, classes);
         foreach (var (path, module) in setup.Network.named_modules())
         {
-            if (module is Fusion.FreqFusion fusion && Environment.GetEnvironmentVariable("PERF_UNFOLD") == "1")
-                fusion.UseUnfoldCarafeForBenchmark = true;
             if (module is nn.Module<Tensor, Tensor> m)
                 m.register_forward_hook((_, x, y) =>
                 {

@@ -64,12 +64,6 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     public FreqFusionOptions Options => _options.Clone();
 
     /// <summary>
-    /// Benchmark baseline only: routes every CARAFE call through <see cref="Carafe.Unfold"/>, the reference's
-    /// formulation (same result, k²·up² times the memory), so the benchmarks can price the lean operator inside the module.
-    /// </summary>
-    internal bool UseUnfoldCarafeForBenchmark { get; set; }
-
-    /// <summary>
     /// The reference's effective initialisation: every convolution (the offset generator's included, whose own init
     /// the reference's outer pass overwrites) Xavier-uniform with zero bias, then the ALPF and AHPF generators
     /// N(0, 0.001) with zero bias. Group norms keep weight 1 and bias 0.
@@ -167,9 +161,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     }
 
     Tensor Reassemble(Tensor x, Tensor kernels, int kernelSize, int upFactor) =>
-        UseUnfoldCarafeForBenchmark
-            ? Carafe.Unfold(x, kernels, kernelSize, upFactor, _options.CarafePadding)
-            : Carafe.Lean(x, kernels, kernelSize, upFactor, _options.CarafePadding);
+        Carafe.Lean(x, kernels, kernelSize, upFactor, _options.CarafePadding);
 
     static Tensor Nearest2x(Tensor x) =>
         nn.functional.interpolate(x, size: new[] { 2 * x.shape[2], 2 * x.shape[3] }, mode: InterpolationMode.Nearest);

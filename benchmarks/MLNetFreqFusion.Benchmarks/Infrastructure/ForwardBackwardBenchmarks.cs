@@ -3,16 +3,12 @@ using BenchmarkDotNet.Attributes;
 namespace MLNetFreqFusion.Benchmarks.Infrastructure;
 
 /// <summary>
-/// The harness of the benchmarks that pit the two CARAFE formulations against each other on a forward pass without
-/// autograd and on a forward plus backward pass: the formulation parameter, and each operation's peak-memory probe,
-/// which runs after that operation's timed iterations and before the benchmark releases its tensors.
+/// The harness of the benchmarks that time an operation on a forward pass without autograd and on a forward plus
+/// backward pass: each operation's peak-memory probe, which runs after that operation's timed iterations and before
+/// the benchmark releases its tensors.
 /// </summary>
-public abstract class CarafeFormulationBenchmarks
+public abstract class ForwardBackwardBenchmarks
 {
-    /// <summary>The CARAFE formulation under test.</summary>
-    [Params(CarafeFormulation.Lean, CarafeFormulation.Unfold)]
-    public CarafeFormulation Formulation { get; set; }
-
     /// <summary>The operation without autograd.</summary>
     public abstract void Forward();
 
