@@ -21,27 +21,6 @@ internal static class ImageTensorConverter
         return scope.MoveToOuter(Unpack(PixelWords(image), image.PixelFormat));
     }
 
-    /// <summary>Images of one size as a float32 [B, 3, H, W] tensor, RGB, values 0..255.</summary>
-    internal static Tensor ToBatch(IReadOnlyList<MLImage> images)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0)
-            throw new ArgumentException("A batch needs at least one image.", nameof(images));
-        int w = images[0].Width, h = images[0].Height;
-        var format = images[0].PixelFormat;
-        using var scope = NewDisposeScope();
-        var words = new Tensor[images.Count];
-        for (int i = 0; i < images.Count; i++)
-        {
-            if (images[i].Width != w || images[i].Height != h)
-                throw new ArgumentException($"Batched images must share one size: image 0 is {w}×{h}, image {i} is {images[i].Width}×{images[i].Height}.", nameof(images));
-            words[i] = PixelWords(images[i]);
-        }
-        if (images.All(image => image.PixelFormat == format))
-            return scope.MoveToOuter(Unpack(stack(words), format));
-        return scope.MoveToOuter(stack(words.Select((t, i) => Unpack(t, images[i].PixelFormat)).ToArray()));
-    }
-
     /// <summary>A mask as an int64 [H, W] tensor of class indices.</summary>
     internal static Tensor ToTensor(SegmentationMask mask)
     {
@@ -51,23 +30,6 @@ internal static class ImageTensorConverter
         raw.bytes = MemoryMarshal.AsBytes(mask.Labels.AsSpan());
         // Labels are unsigned 16-bit; the int16 view is signed, so the mask restores values above 32767.
         return scope.MoveToOuter(raw.to(int64).bitwise_and_(0xFFFF));
-    }
-
-    /// <summary>Masks of one size as an int64 [B, H, W] tensor.</summary>
-    internal static Tensor ToBatch(IReadOnlyList<SegmentationMask> masks)
-    {
-        ArgumentNullException.ThrowIfNull(masks);
-        if (masks.Count == 0)
-            throw new ArgumentException("A batch needs at least one mask.", nameof(masks));
-        using var scope = NewDisposeScope();
-        var tensors = new Tensor[masks.Count];
-        for (int i = 0; i < masks.Count; i++)
-        {
-            if (masks[i].Width != masks[0].Width || masks[i].Height != masks[0].Height)
-                throw new ArgumentException($"Batched masks must share one size: mask 0 is {masks[0].Width}×{masks[0].Height}, mask {i} is {masks[i].Width}×{masks[i].Height}.", nameof(masks));
-            tensors[i] = ToTensor(masks[i]);
-        }
-        return scope.MoveToOuter(stack(tensors));
     }
 
     /// <summary>An integer [H, W] tensor of class indices (0..65535) as a mask.</summary>

@@ -64,24 +64,6 @@ public sealed class ImageTensorConverterTests
     }
 
     [TestMethod]
-    public void BatchStacksImagesAndRejectsMixedSizes()
-    {
-        using var a = MLImage.CreateFromPixels(2, 2, MLPixelFormat.Rgba32, Pixels(2, 2, (x, y, c) => 1));
-        using var b = MLImage.CreateFromPixels(2, 2, MLPixelFormat.Bgra32, Pixels(2, 2, (x, y, c) => (byte)(c == 0 ? 9 : 2)));
-        using var odd = MLImage.CreateFromPixels(3, 2, MLPixelFormat.Rgba32, Pixels(3, 2, (x, y, c) => 1));
-        using var scope = NewDisposeScope();
-
-        var batch = ImageTensorConverter.ToBatch([a, b]);
-
-        CollectionAssert.AreEqual(new long[] { 2, 3, 2, 2 }, batch.shape);
-        Assert.AreEqual(1f, batch[0, 2, 1, 1].item<float>());
-        Assert.AreEqual(9f, batch[1, 2, 1, 1].item<float>(), "BGRA blue lands in channel 2");
-        Assert.AreEqual(2f, batch[1, 0, 0, 0].item<float>());
-        var e = Assert.ThrowsExactly<ArgumentException>(() => ImageTensorConverter.ToBatch([a, odd]));
-        StringAssert.Contains(e.Message, "3×2");
-    }
-
-    [TestMethod]
     public void MaskBecomesInt64IndicesIncludingValuesAbove32767()
     {
         ushort[] labels = [0, 1, 255, 40000, 65535, 7];
@@ -89,12 +71,10 @@ public sealed class ImageTensorConverterTests
         using var scope = NewDisposeScope();
 
         var t = ImageTensorConverter.ToTensor(mask);
-        var batch = ImageTensorConverter.ToBatch([mask, mask]);
 
         Assert.AreEqual(ScalarType.Int64, t.dtype);
         CollectionAssert.AreEqual(new long[] { 2, 3 }, t.shape);
         CollectionAssert.AreEqual(labels.Select(v => (long)v).ToArray(), t.data<long>().ToArray());
-        CollectionAssert.AreEqual(new long[] { 2, 2, 3 }, batch.shape);
         CollectionAssert.AreEqual(labels, ImageTensorConverter.ToMask(t).Labels);
     }
 }
