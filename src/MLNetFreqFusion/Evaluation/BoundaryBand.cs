@@ -1,4 +1,4 @@
-namespace MLNetFreqFusion;
+namespace MLNetFreqFusion.Evaluation;
 
 /// <summary>
 /// The boundary band of Boundary IoU (Cheng et al., "Boundary IoU: Improving Object-Centric Image Segmentation

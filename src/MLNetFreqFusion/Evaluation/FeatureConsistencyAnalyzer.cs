@@ -1,3 +1,4 @@
+using MLNetFreqFusion.Evaluation;
 using TorchSharp;
 using static TorchSharp.torch;
 

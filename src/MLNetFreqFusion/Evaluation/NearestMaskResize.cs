@@ -1,4 +1,4 @@
-namespace MLNetFreqFusion;
+namespace MLNetFreqFusion.Evaluation;
 
 /// <summary>Nearest-neighbour resizing of index masks, picking the same source pixels as PyTorch's
 /// <c>F.interpolate(mode="nearest")</c> (and so mmsegmentation's label resize).</summary>

@@ -4,7 +4,7 @@ using Microsoft.ML.Runtime;
 using MLNetFreqFusion.Data;
 using static TorchSharp.torch;
 
-namespace MLNetFreqFusion;
+namespace MLNetFreqFusion.Evaluation;
 
 /// <summary>
 /// The work behind <see cref="SemanticSegmentationCatalog.Evaluate"/> and

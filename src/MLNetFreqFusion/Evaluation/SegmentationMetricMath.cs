@@ -1,4 +1,4 @@
-namespace MLNetFreqFusion;
+namespace MLNetFreqFusion.Evaluation;
 
 /// <summary>
 /// The pure arithmetic of mmsegmentation's <c>total_area_to_metrics</c>: per-class ratios of accumulated areas, NaN where

@@ -1,4 +1,5 @@
 using System.Globalization;
+using MLNetFreqFusion.Evaluation;
 
 namespace MLNetFreqFusion;
 

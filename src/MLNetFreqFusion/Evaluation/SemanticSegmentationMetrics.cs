@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
+using MLNetFreqFusion.Evaluation;
 
 namespace MLNetFreqFusion;
 

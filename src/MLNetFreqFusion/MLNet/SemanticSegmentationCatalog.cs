@@ -3,6 +3,7 @@ using MLNetFreqFusion.Decoders;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetFreqFusion;
+using MLNetFreqFusion.Evaluation;
 
 namespace Microsoft.ML;
 

@@ -5,6 +5,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetFreqFusion;
 using MLNetFreqFusion.Data;
+using MLNetFreqFusion.Evaluation;
 using MLNetFreqFusion.Inference;
 using MLNetFreqFusion.Networks;
 using MLNetFreqFusion.Training;

@@ -1,3 +1,5 @@
+using MLNetFreqFusion.Evaluation;
+
 namespace MLNetFreqFusion.Tests.Evaluation;
 
 [TestClass]

@@ -1,3 +1,4 @@
+using MLNetFreqFusion.Evaluation;
 using static TorchSharp.torch;
 
 namespace MLNetFreqFusion.Tests.Evaluation;
