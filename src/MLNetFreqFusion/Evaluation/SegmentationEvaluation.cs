@@ -13,20 +13,31 @@ namespace MLNetFreqFusion.Evaluation;
 /// </summary>
 internal static class SegmentationEvaluation
 {
-    /// <summary>mmsegmentation's IoU metrics of the predicted masks against the labels over the whole data.</summary>
+    /// <summary>
+    /// mmsegmentation's IoU metrics of the predicted masks against the labels over the whole data. The classes are
+    /// named, and counted unless <paramref name="numberOfClasses"/> is given, by the class names of the predicted
+    /// column (a model's own), else of the label column (<c>LoadSegmentationMasks(..., classNames: ...)</c>), else of
+    /// the predicted masks themselves.
+    /// </summary>
     public static SemanticSegmentationMetrics Evaluate(IHost host, IDataView data, string labelColumnName, string predictedLabelColumnName,
         int? numberOfClasses, int ignoreIndex, double boundaryDilationRatio)
     {
+        var annotated = AnnotatedClassNames(host, data.Schema, labelColumnName, predictedLabelColumnName);
         SegmentationMetricsAccumulator? accumulator = null;
         long rows = 0;
         foreach (var (_, predicted, label) in SegmentationRows.PredictionsAndLabels(host, data, predictedLabelColumnName, labelColumnName))
         {
             if (accumulator is null)
             {
-                int classes = numberOfClasses ?? predicted.ClassNames?.Count
-                    ?? throw host.Except("The predicted masks carry no class names, so the number of classes is unknown; pass numberOfClasses.");
+                var (names, source) = annotated ?? (predicted.ClassNames, $"the predicted masks of column '{predictedLabelColumnName}'");
+                int classes = numberOfClasses ?? names?.Count
+                    ?? throw host.Except($"Neither column '{predictedLabelColumnName}' nor column '{labelColumnName}' carries class names, so the " +
+                        "number of classes is unknown; pass numberOfClasses, or load the labels with LoadSegmentationMasks(..., classNames: ...).");
                 host.CheckUserArg(classes >= 2, nameof(numberOfClasses), "There must be at least 2 classes.");
-                accumulator = new SegmentationMetricsAccumulator(classes, ignoreIndex, predicted.ClassNames, boundaryDilationRatio);
+                if (names is not null && names.Count != classes)
+                    throw host.ExceptUserArg(nameof(numberOfClasses), $"numberOfClasses is {classes}, but {source} carries {names.Count} class names; " +
+                        $"pass numberOfClasses: {names.Count}, or leave it null to take the number of classes from the names.");
+                accumulator = new SegmentationMetricsAccumulator(classes, ignoreIndex, names, boundaryDilationRatio);
             }
             accumulator.Update(predicted.Labels, label.Labels, label.Width, label.Height);
             rows++;
@@ -40,6 +51,27 @@ internal static class SegmentationEvaluation
                 "nothing to measure and every metric would be NaN. Check that the column holds the masks you meant (LoadSegmentationMasks " +
                 "options ValueMap, ReduceZeroLabel, IgnoreIndex) and that Evaluate's ignoreIndex is the one the masks use.");
         return metrics;
+    }
+
+    /// <summary>
+    /// The class names the schema's annotations give (<see cref="SegmentationAnnotations.ClassNames"/>), with where they
+    /// come from: the predicted column's, as ML.NET's evaluators name classes after the score column's slots, else the
+    /// label column's; null when neither has any. Two lists of different lengths describe different classes: an error.
+    /// </summary>
+    static (IReadOnlyList<string>? Names, string Source)? AnnotatedClassNames(IHost host, DataViewSchema schema, string labelColumnName,
+        string predictedLabelColumnName)
+    {
+        var predicted = schema[predictedLabelColumnName].GetClassNames();
+        var label = schema[labelColumnName].GetClassNames();
+        if (predicted is not null && label is not null && predicted.Count != label.Count)
+            throw host.Except($"The predicted column '{predictedLabelColumnName}' carries {predicted.Count} class names (the model's) but the label " +
+                $"column '{labelColumnName}' carries {label.Count}: the model predicts other classes than the labels describe. Evaluate it on " +
+                $"labels of its own {predicted.Count} classes (LoadSegmentationMasks with the classNames it was trained with).");
+        if (predicted is not null)
+            return (predicted, $"the predicted column '{predictedLabelColumnName}'");
+        if (label is not null)
+            return (label, $"the label column '{labelColumnName}'");
+        return null;
     }
 
     /// <summary>

@@ -25,20 +25,29 @@ internal sealed class RowPrediction
         _predict = predict;
     }
 
-    /// <summary>The output columns of a model: the predicted mask, then the optional probabilities (K × H × W, class-major).</summary>
-    public static IReadOnlyList<(string Name, DataViewType Type)> OutputColumns(string predictedLabel, string? probabilities)
+    /// <summary>
+    /// The output columns of a model: the predicted mask, carrying the model's class names as the
+    /// <see cref="SegmentationAnnotations.ClassNames"/> annotation, then the optional probabilities (K × H × W, class-major).
+    /// </summary>
+    public static DataViewSchema.DetachedColumn[] OutputColumns(string predictedLabel, string? probabilities, IReadOnlyList<string> classNames)
     {
-        var columns = new List<(string, DataViewType)> { (predictedLabel, SegmentationMaskDataViewType.Instance) };
+        var columns = new List<DataViewSchema.DetachedColumn>
+        {
+            new(predictedLabel, SegmentationMaskDataViewType.Instance, SegmentationAnnotations.Of(classNames)),
+        };
         if (probabilities is not null)
-            columns.Add((probabilities, new VectorDataViewType(NumberDataViewType.Single)));
-        return columns;
+            columns.Add(new(probabilities, new VectorDataViewType(NumberDataViewType.Single)));
+        return columns.ToArray();
     }
 
-    /// <summary><see cref="OutputColumns"/> as an estimator's schema shape columns.</summary>
-    public static SchemaShape.Column[] OutputShape(string predictedLabel, string? probabilities) =>
-        OutputColumns(predictedLabel, probabilities).Select(c => c.Type is VectorDataViewType vector
-            ? new SchemaShape.Column(c.Name, SchemaShape.Column.VectorKind.VariableVector, vector.ItemType, false)
-            : new SchemaShape.Column(c.Name, SchemaShape.Column.VectorKind.Scalar, c.Type, false)).ToArray();
+    /// <summary><see cref="OutputColumns"/> as an estimator's schema shape columns (a trained model always has class names).</summary>
+    public static SchemaShape.Column[] OutputShape(string predictedLabel, string? probabilities)
+    {
+        var columns = new List<SchemaShape.Column> { SegmentationAnnotations.MaskColumnShape(predictedLabel, hasNames: true) };
+        if (probabilities is not null)
+            columns.Add(new(probabilities, SchemaShape.Column.VectorKind.VariableVector, NumberDataViewType.Single, false));
+        return columns.ToArray();
+    }
 
     /// <summary>The error of a row whose image column holds no image.</summary>
     public static Exception NoImage(IExceptionContext ectx, string imageColumn, long row) =>

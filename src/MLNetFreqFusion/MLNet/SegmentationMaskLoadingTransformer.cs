@@ -24,22 +24,34 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
 
     readonly string? _imageFolder;
     readonly MaskDecodeOptions _options;
+    readonly string[]? _classNames;
 
-    internal SegmentationMaskLoadingTransformer(IHostEnvironment env, string? imageFolder, MaskDecodeOptions options, params (string Output, string Input)[] columns)
+    internal SegmentationMaskLoadingTransformer(IHostEnvironment env, string? imageFolder, MaskDecodeOptions options,
+        IReadOnlyList<string>? classNames, params (string Output, string Input)[] columns)
         : base(Contracts.CheckRef(env, nameof(env)).Register(nameof(SegmentationMaskLoadingTransformer)), columns)
     {
         SegmentationMaskDataViewType.EnsureRegistered();
+        if (classNames is not null && SegmentationAnnotations.Problem(classNames, options.IgnoreIndex) is string problem)
+            throw Host.ExceptUserArg(nameof(classNames), problem);
         _imageFolder = imageFolder;
         _options = options;
+        _classNames = classNames?.ToArray();
     }
 
     /// <summary>Folder that relative mask paths are resolved against; null when paths are used as they are.</summary>
     public string? ImageFolder => _imageFolder;
 
+    /// <summary>
+    /// The class names the mask columns carry (annotation <see cref="SegmentationAnnotations.ClassNames"/>, and each
+    /// mask's <see cref="SegmentationMask.ClassNames"/>), index by index; null when none were given.
+    /// </summary>
+    public IReadOnlyList<string>? ClassNames => _classNames;
+
     static VersionInfo GetVersionInfo() => new(
         modelSignature: "FFMSKLDR",
-        verWrittenCur: 0x00010001, // Initial
-        verReadableCur: 0x00010001,
+        // verWrittenCur: 0x00010001, // Initial
+        verWrittenCur: 0x00010002, // Class names
+        verReadableCur: 0x00010002,
         verWeCanReadBack: 0x00010001,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(SegmentationMaskLoadingTransformer).Assembly.FullName);
@@ -58,6 +70,7 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
         // int: format, bool: reduce zero label, ushort: ignore index
         // int n, n × (ushort from, ushort to): value map
         // int m, m × (byte r, byte g, byte b, ushort class): colour map
+        // int k, k × string: class names, k = 0 for none (format 0x00010002 on)
         SaveColumns(ctx);
         ctx.SaveStringOrNull(_imageFolder);
         var w = ctx.Writer;
@@ -78,6 +91,9 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
             w.Write(colour.B);
             w.Write(label);
         }
+        w.Write(_classNames?.Length ?? 0);
+        foreach (var name in _classNames ?? [])
+            w.Write(name);
     }
 
     SegmentationMaskLoadingTransformer(IHost host, ModelLoadContext ctx) : base(host, ctx)
@@ -88,6 +104,7 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
         // int: format, bool: reduce zero label, ushort: ignore index
         // int n, n × (ushort from, ushort to): value map
         // int m, m × (byte r, byte g, byte b, ushort class): colour map
+        // int k, k × string: class names, k = 0 for none (format 0x00010002 on; older loaders have none)
         _imageFolder = ctx.LoadStringOrNull();
         var r = ctx.Reader;
         var format = (MaskFormat)r.ReadInt32();
@@ -110,6 +127,18 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
             for (int i = 0; i < m; i++)
                 map[(r.ReadByte(), r.ReadByte(), r.ReadByte())] = r.ReadUInt16();
             _options.ColorMap = map;
+        }
+        if (ctx.Header.ModelVerWritten >= 0x00010002)
+        {
+            int k = r.ReadInt32();
+            host.CheckDecode(k >= 0, "class name count");
+            if (k > 0)
+            {
+                _classNames = new string[k];
+                for (int i = 0; i < k; i++)
+                    _classNames[i] = r.ReadString();
+                host.CheckDecode(SegmentationAnnotations.Problem(_classNames, _options.IgnoreIndex) is null, "class names");
+            }
         }
     }
 
@@ -151,7 +180,8 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
         }
 
         public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore()
-            => _owner.ColumnPairs.Select(p => new DataViewSchema.DetachedColumn(p.outputColumnName, SegmentationMaskDataViewType.Instance)).ToArray();
+            => _owner.ColumnPairs.Select(p => new DataViewSchema.DetachedColumn(p.outputColumnName, SegmentationMaskDataViewType.Instance,
+                SegmentationAnnotations.Of(_owner._classNames))).ToArray();
 
         public override Delegate MakeGetter(DataViewRow input, int iinfo, Func<int, bool> activeOutput, out Action disposer)
         {
@@ -165,7 +195,7 @@ public sealed class SegmentationMaskLoadingTransformer : OneToOneTransformerBase
                 if (relative.Length == 0)
                     throw Host.Except($"Row {input.Position}: the mask path in column '{_owner.ColumnPairs[iinfo].inputColumnName}' is empty.");
                 var full = _owner._imageFolder is null ? relative : Path.Combine(_owner._imageFolder, relative);
-                value = MaskDecoder.Decode(full, _owner._options);
+                value = MaskDecoder.Decode(full, _owner._options, _owner._classNames);
             });
         }
     }
@@ -179,7 +209,7 @@ public sealed class SegmentationMaskLoadingEstimator : TrivialEstimator<Segmenta
     {
     }
 
-    /// <summary>Checks that every input column is text and adds the mask columns.</summary>
+    /// <summary>Checks that every input column is text and adds the mask columns (with their class names, when given).</summary>
     public override SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         Host.CheckValue(inputSchema, nameof(inputSchema));
@@ -190,7 +220,7 @@ public sealed class SegmentationMaskLoadingEstimator : TrivialEstimator<Segmenta
                 throw Host.ExceptSchemaMismatch(nameof(inputSchema), "mask path", input);
             if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
                 throw Host.ExceptSchemaMismatch(nameof(inputSchema), "mask path", input, TextDataViewType.Instance.ToString(), column.GetTypeString());
-            columns[output] = new SchemaShape.Column(output, SchemaShape.Column.VectorKind.Scalar, SegmentationMaskDataViewType.Instance, false);
+            columns[output] = SegmentationAnnotations.MaskColumnShape(output, Transformer.ClassNames is not null);
         }
         return new SchemaShape(columns.Values);
     }

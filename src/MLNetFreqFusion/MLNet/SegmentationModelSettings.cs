@@ -23,8 +23,9 @@ internal sealed record SegmentationModelSettings
     public int NumberOfClasses => Architecture.NumberOfClasses;
 
     /// <summary>The settings of <paramref name="o"/> for <paramref name="numberOfClasses"/> classes (the Options' own
-    /// value, or the one Fit inferred when it was 0).</summary>
-    public static SegmentationModelSettings FromOptions(SemanticSegmentationTrainer.Options o, int numberOfClasses) => new()
+    /// value, or the one Fit inferred when it was 0), named by <paramref name="classNames"/> (the label column's, which
+    /// Fit passes only when the Options have none), else by the Options' ClassNames, else by their indices.</summary>
+    public static SegmentationModelSettings FromOptions(SemanticSegmentationTrainer.Options o, int numberOfClasses, IReadOnlyList<string>? classNames = null) => new()
     {
         Architecture = new SegmentationArchitecture
         {
@@ -32,7 +33,7 @@ internal sealed record SegmentationModelSettings
             CompressRatio = o.CompressRatio, DropoutRatio = o.DropoutRatio, DecoderInputStages = o.DecoderInputStages?.ToArray(),
         },
         IgnoreIndex = o.IgnoreIndex,
-        ClassNames = o.ClassNames?.ToArray() ?? Enumerable.Range(0, numberOfClasses).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray(),
+        ClassNames = (classNames ?? o.ClassNames)?.ToArray() ?? Enumerable.Range(0, numberOfClasses).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray(),
         ImageColumnName = o.ImageColumnName,
         PredictedLabelColumnName = o.PredictedLabelColumnName,
         ScoreColumnName = o.ScoreColumnName,

@@ -14,14 +14,20 @@ public static class SegmentationTransformsCatalog
     /// <param name="imageFolder">Folder that relative paths are resolved against; null to use the paths as they are.</param>
     /// <param name="inputColumnName">Text column holding the mask paths; defaults to <paramref name="outputColumnName"/>.</param>
     /// <param name="options">How pixels encode classes: format, colour map, value map, ReduceZeroLabel. Default: <see cref="MaskFormat.Auto"/>.</param>
+    /// <param name="classNames">The names of the classes, index by index (background first when it is class 0), carried
+    /// on the output column as the <see cref="SegmentationAnnotations.ClassNames"/> annotation, as ML.NET's key columns
+    /// carry their values. The trainer takes the model's class names and number of classes from it, and
+    /// <c>Evaluate</c> its per-class names, unless they are given there. Default null: no names.</param>
     /// <returns>An estimator that needs no training.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="classNames"/> has fewer than 2 names, a null or empty
+    /// name, or a name at the ignore index.</exception>
     public static SegmentationMaskLoadingEstimator LoadSegmentationMasks(this TransformsCatalog catalog, string outputColumnName,
-        string? imageFolder, string? inputColumnName = null, MaskDecodeOptions? options = null)
+        string? imageFolder, string? inputColumnName = null, MaskDecodeOptions? options = null, IReadOnlyList<string>? classNames = null)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentException.ThrowIfNullOrEmpty(outputColumnName);
         var env = Microsoft.ML.Data.CatalogUtils.GetEnvironment(catalog);
-        var transformer = new SegmentationMaskLoadingTransformer(env, imageFolder, options ?? new MaskDecodeOptions(),
+        var transformer = new SegmentationMaskLoadingTransformer(env, imageFolder, options ?? new MaskDecodeOptions(), classNames,
             (outputColumnName, inputColumnName ?? outputColumnName));
         return new SegmentationMaskLoadingEstimator(env, transformer);
     }

@@ -54,7 +54,10 @@ public sealed class SemanticSegmentationCatalog
     /// <param name="data">Scored data: the output of a <see cref="SemanticSegmentationTransformer"/>.</param>
     /// <param name="labelColumnName">Column of label masks (<see cref="SegmentationMask"/>).</param>
     /// <param name="predictedLabelColumnName">Column of predicted masks (<see cref="SegmentationMask"/>).</param>
-    /// <param name="numberOfClasses">Number of classes; by default the length of the predicted masks' class names.</param>
+    /// <param name="numberOfClasses">Number of classes. Default null: the number of class names (annotation
+    /// <see cref="SegmentationAnnotations.ClassNames"/>) of the predicted column — a trained model's own — else of the
+    /// label column (<c>LoadSegmentationMasks(..., classNames: ...)</c>), else of the predicted masks. The same names
+    /// name the per-class metrics; a given value that differs from their number is an error.</param>
     /// <param name="ignoreIndex">Label value left out of every metric. Default 255.</param>
     /// <param name="boundaryDilationRatio">Boundary IoU band width as a fraction of the image diagonal. Default 0.02.</param>
     /// <returns>The metrics, as fractions in [0, 1].</returns>

@@ -45,8 +45,35 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         _options = options;
     }
 
-    /// <summary>The class count the Options give: NumberOfClasses, else the number of ClassNames, else 0 (infer at Fit).</summary>
-    static int DeclaredClasses(Options o) => o.NumberOfClasses != 0 ? o.NumberOfClasses : o.ClassNames?.Count ?? 0;
+    /// <summary>
+    /// The class count given before training: NumberOfClasses, else the number of ClassNames, else the number of
+    /// <paramref name="columnNames"/> (the label column's), else 0 (inferred at Fit from the labels).
+    /// </summary>
+    static int DeclaredClasses(Options o, IReadOnlyList<string>? columnNames = null) =>
+        o.NumberOfClasses != 0 ? o.NumberOfClasses : o.ClassNames?.Count ?? columnNames?.Count ?? 0;
+
+    /// <summary>
+    /// The class names of the label column of <paramref name="schema"/> (<see cref="SegmentationAnnotations.ClassNames"/>)
+    /// when the Options give none, as ML.NET's trainers take a key label's values from its KeyValues annotation; null
+    /// when the Options have names (they win) or the column has none. A NumberOfClasses that contradicts them is an error.
+    /// </summary>
+    IReadOnlyList<string>? LabelColumnClassNames(DataViewSchema schema)
+    {
+        if (_options.ClassNames is not null)
+            return null;
+        var names = schema[_options.LabelColumnName].GetClassNames();
+        if (names is null)
+            return null;
+        string column = $"the label column '{_options.LabelColumnName}'";
+        if (SegmentationAnnotations.Problem(names, _options.IgnoreIndex) is string problem)
+            throw _host.Except($"The class names of {column} cannot name the classes: {problem}");
+        if (_options.NumberOfClasses != 0 && _options.NumberOfClasses != names.Count)
+            throw _host.ExceptUserArg(nameof(Options.NumberOfClasses),
+                $"NumberOfClasses is {_options.NumberOfClasses}, but {column} carries {names.Count} class names (LoadSegmentationMasks' " +
+                $"classNames). Leave NumberOfClasses at 0 (or set it to {names.Count}) to train the classes the names describe, give " +
+                $"LoadSegmentationMasks {_options.NumberOfClasses} names, or set ClassNames to {_options.NumberOfClasses} names (the Options' names win over the column's).");
+        return names;
+    }
 
     /// <summary>
     /// The checks of the Options that do not describe the network (<see cref="SegmentationArchitecture"/> checks those);
@@ -127,12 +154,15 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
         }
 
         using var ch = _host.Start("Training");
-        int declared = DeclaredClasses(_options);
+        var columnNames = LabelColumnClassNames(input.Schema);
+        int declared = DeclaredClasses(_options, columnNames);
+        // A count that comes from the column's names is fixed by them, so a label they do not cover is fixed there.
+        string? classesFrom = columnNames is null ? null : $"the label column '{_options.LabelColumnName}' names {declared} classes";
         var device = TorchDevice.Resolve(_host, ch);
         int seed = _host.Rand.Next();
         torch.random.manual_seed(seed);
 
-        var scan = LabelScan.Run(_host, input, _options.LabelColumnName, _options.IgnoreIndex, declared, "training data");
+        var scan = LabelScan.Run(_host, input, _options.LabelColumnName, _options.IgnoreIndex, declared, "training data", classesFrom: classesFrom);
         var (rows, largestLabel) = (scan.Rows, scan.LargestLabel);
         var settings = _settings;
         if (declared == 0)
@@ -146,10 +176,23 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
             settings = SegmentationModelSettings.FromOptions(_options, inferred);
             ch.Info($"NumberOfClasses inferred from the training labels: {inferred} (largest label {largestLabel}, ignore index {_options.IgnoreIndex} left out).");
         }
+        else if (columnNames is not null)
+        {
+            Validate(_host, _options, declared);
+            settings = SegmentationModelSettings.FromOptions(_options, declared, columnNames);
+            ch.Info($"Class names from the label column '{_options.LabelColumnName}': {string.Join(", ", columnNames)}.");
+        }
         // A validation set without a labelled pixel, or with a label that is no class, would fail (or score NaN) only
         // after the first epoch: checked now, in seconds.
         if (_options.ValidationSet is not null)
-            LabelScan.Run(_host, _options.ValidationSet, _options.LabelColumnName, _options.IgnoreIndex, settings.NumberOfClasses, "ValidationSet", "measure");
+        {
+            if (_options.ValidationSet.Schema[_options.LabelColumnName].GetClassNames() is { } validationNames && validationNames.Count != settings.NumberOfClasses)
+                throw _host.ExceptUserArg(nameof(Options.ValidationSet),
+                    $"The ValidationSet's label column '{_options.LabelColumnName}' carries {validationNames.Count} class names, but the model has " +
+                    $"{settings.NumberOfClasses} classes; load the validation masks with the training masks' classNames.");
+            LabelScan.Run(_host, _options.ValidationSet, _options.LabelColumnName, _options.IgnoreIndex, settings.NumberOfClasses, "ValidationSet", "measure",
+                classesFrom);
+        }
         var training = ToTrainingSettings(_options, scan, settings.NumberOfClasses);
         ch.Info($"Training data: {rows} rows; {settings.NumberOfClasses} classes; backbone {settings.Architecture.Backbone}, decoder {settings.Architecture.Decoder}; device {device}.");
         ch.Info($"Recipe {training.Recipe}: learning rate {training.LearningRate:G3} (head ×{training.HeadLearningRateMultiplier:G3}), " +

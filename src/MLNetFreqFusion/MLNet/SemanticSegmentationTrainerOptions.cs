@@ -68,16 +68,23 @@ public sealed partial class SemanticSegmentationTrainer
 
         /// <summary>
         /// Number of classes K (at least 2). Label values must be below K or equal <see cref="IgnoreIndex"/>. Default 0:
-        /// the number of <see cref="ClassNames"/> when they are given, otherwise inferred at Fit from the training labels
+        /// the number of <see cref="ClassNames"/> when they are given, else the number of class names the label column
+        /// carries (<c>LoadSegmentationMasks(..., classNames: ...)</c>), otherwise inferred at Fit from the training labels
         /// as ML.NET's trainers infer it from a label column: the largest label value + 1, the ignore index left out. A
-        /// value given here wins; a label value it does not cover is an error naming the row and file.
+        /// value given here wins; a label value it does not cover is an error naming the row and file, and so is a value
+        /// that differs from the number of the label column's class names when <see cref="ClassNames"/> is null.
         /// </summary>
         public int NumberOfClasses;
 
         /// <summary>Label value left out of the loss and the metrics. Default 255.</summary>
         public int IgnoreIndex = Defaults.IgnoreIndex;
 
-        /// <summary>Class names, one per class, carried into predictions and metrics. Default: none (the indices are used).</summary>
+        /// <summary>
+        /// Class names, one per class, carried into predictions (the predicted column's
+        /// <see cref="SegmentationAnnotations.ClassNames"/> annotation and each mask's names) and metrics. Default null: the
+        /// class names of the label column (<c>LoadSegmentationMasks(..., classNames: ...)</c>) when it carries them,
+        /// otherwise the indices ("0", "1", …). Names given here win over the column's.
+        /// </summary>
         public IReadOnlyList<string>? ClassNames;
 
         /// <summary>The encoder. Default <see cref="SegmentationBackbone.ResNet18"/>.</summary>

@@ -24,8 +24,7 @@ public sealed partial class SemanticSegmentationTransformer
         }
 
         public override DataViewSchema.DetachedColumn[] GetOutputColumnsCore() =>
-            RowPrediction.OutputColumns(_owner._settings.PredictedLabelColumnName, _owner._settings.ScoreColumnName)
-                .Select(c => new DataViewSchema.DetachedColumn(c.Name, c.Type)).ToArray();
+            RowPrediction.OutputColumns(_owner._settings.PredictedLabelColumnName, _owner._settings.ScoreColumnName, _owner._settings.ClassNames);
 
         public override Func<int, bool> GetDependenciesCore(Func<int, bool> activeOutput)
             => column => column == _imageColumn && (activeOutput(0) || (_owner._settings.ScoreColumnName is not null && activeOutput(1)));

@@ -16,9 +16,10 @@ internal static class LabelScan
     public sealed record Result(int Rows, int LargestLabel, int MaxHeight, int MaxWidth, long[] PixelsPerClass);
 
     // what: the data's name in messages ("training data", "ValidationSet"); purpose: what an unusable set leaves
-    // undone ("learn from", "measure"); numberOfClasses 0 while it is still to be inferred.
+    // undone ("learn from", "measure"); numberOfClasses 0 while it is still to be inferred; classesFrom: where the
+    // class count came from when not from NumberOfClasses (the label column's class names), for the fix a bad value names.
     public static Result Run(IHost host, IDataView data, string labelColumnName, int ignoreIndex, int numberOfClasses, string what,
-        string purpose = "learn from")
+        string purpose = "learn from", string? classesFrom = null)
     {
         int rows = 0, largest = -1, maxHeight = 0, maxWidth = 0;
         var counts = new long[ushort.MaxValue + 1];
@@ -33,7 +34,7 @@ internal static class LabelScan
                 largest = Math.Max(largest, value);
                 counts[value]++;
                 if (numberOfClasses == 0 || value < numberOfClasses) { labelledPixels++; if (value > 0) classPixels++; continue; }
-                throw host.Except(BadValueMessage(rows, mask, value, numberOfClasses, ignoreIndex));
+                throw host.Except(BadValueMessage(rows, mask, value, numberOfClasses, ignoreIndex, classesFrom));
             }
             rows++;
         }
@@ -53,12 +54,15 @@ internal static class LabelScan
         return new Result(rows, largest, maxHeight, maxWidth, counts[..(largest + 1)]);
     }
 
-    static string BadValueMessage(int row, SegmentationMask mask, int value, int numberOfClasses, int ignoreIndex)
+    static string BadValueMessage(int row, SegmentationMask mask, int value, int numberOfClasses, int ignoreIndex, string? classesFrom)
     {
         string source = mask.SourcePath is null ? "" : $" ('{mask.SourcePath}')";
         string hint = value == 255
             ? " Masks saved as 0/255 use 255 for the foreground: map it to class 1 with MaskDecodeOptions.ValueMap ({ [255] = 1 }), or set IgnoreIndex = 255 if 255 marks pixels to ignore."
-            : $" Set NumberOfClasses to at least {value + 1}, or remap the value with MaskDecodeOptions.ValueMap.";
-        return $"Row {row}{source}: label value {value} is not a class (NumberOfClasses is {numberOfClasses}) and not the ignore index {ignoreIndex}.{hint}";
+            : classesFrom is null
+                ? $" Set NumberOfClasses to at least {value + 1}, or remap the value with MaskDecodeOptions.ValueMap."
+                : $" Give LoadSegmentationMasks' classNames a name for every class up to {value} ({value + 1} names), or remap the value with MaskDecodeOptions.ValueMap.";
+        string classes = classesFrom ?? $"NumberOfClasses is {numberOfClasses}";
+        return $"Row {row}{source}: label value {value} is not a class ({classes}) and not the ignore index {ignoreIndex}.{hint}";
     }
 }
