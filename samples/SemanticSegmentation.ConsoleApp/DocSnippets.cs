@@ -76,6 +76,23 @@ internal static class DocSnippets
         // </snippet:mask-ade20k>
     }
 
+    public static ITransformer ClassNamesOnTheMasks(MLContext ml, IDataView train, IDataView test)
+    {
+        // <snippet:mask-class-names>
+        // Name the classes once, on the label column, as ML.NET's key columns carry their values.
+        string[] classNames = { "background", "digit_0", "digit_1", "digit_2", "digit_3", "digit_4", "digit_5", "digit_6", "digit_7", "digit_8", "digit_9" };
+        var inputs = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: "ImagePath")
+            .Append(ml.Transforms.LoadSegmentationMasks("Label", imageFolder: null, inputColumnName: "MaskPath", classNames: classNames));
+        // No numberOfClasses and no ClassNames: the trainer takes both from the label column,
+        ITransformer model = inputs.Append(ml.SemanticSegmentation().Trainers.FreqFusion()).Fit(train);
+        IDataView scored = model.Transform(test);
+        IReadOnlyList<string>? predicted = scored.Schema["PredictedLabel"].GetClassNames();   // the model's names, on its output
+        // and Evaluate names its per-class metrics after them.
+        SemanticSegmentationMetrics metrics = ml.SemanticSegmentation().Evaluate(scored);
+        // </snippet:mask-class-names>
+        return model;
+    }
+
     public static void ReadAndWriteMasks(MLImage image)
     {
         // <snippet:mask-files>
