@@ -98,7 +98,8 @@ public static class SegmentationApi
         }
         catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
         {
-            // The client is gone (RequestAborted): nobody reads an answer, and the network did not run for it.
+            // The client is gone (RequestAborted): nobody reads an answer, and the network stopped before its next
+            // sliding window, or never ran for it.
             return Results.Empty;
         }
         finally

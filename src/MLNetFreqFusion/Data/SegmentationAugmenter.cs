@@ -34,9 +34,7 @@ internal static class SegmentationAugmenter
             throw new ArgumentException($"Expected an image [3, H, W] and a mask [H, W] of the same size; got [{string.Join(", ", image.shape)}] and [{string.Join(", ", mask.shape)}].");
 
         using var scope = NewDisposeScope();
-        // Copies, so the result never shares storage with the caller's tensors when no step changes the data.
-        var (img, seg) = Resize(image.to(float32, copy: true), mask.to(int64, copy: true), options, random);
-        (img, seg) = RandomCrop(img, seg, options, ignoreIndex, random);
+        var (img, seg) = ResizeAndCrop(image, mask, options, ignoreIndex, random);
         if (random.NextDouble() < options.FlipProbability)
         {
             img = img.flip(-1);
@@ -61,34 +59,29 @@ internal static class SegmentationAugmenter
         return (Math.Max(1, (int)(height * factor + 0.5)), Math.Max(1, (int)(width * factor + 0.5)));
     }
 
-    static (Tensor, Tensor) Resize(Tensor img, Tensor seg, AugmentationOptions o, Random random)
+    /// <summary>
+    /// mmseg's Resize then RandomCrop, without the resized image: the crop box is drawn in the resized frame, and only
+    /// the source rows and columns its pixels are interpolated from are read. The result is what resizing the whole
+    /// image with <c>F.interpolate</c> (bilinear, align_corners false; nearest for the mask) and cropping gives, with
+    /// the same random draws in the same order; the whole resized image of a large photo held gigabytes.
+    /// </summary>
+    static (Tensor, Tensor) ResizeAndCrop(Tensor image, Tensor mask, AugmentationOptions o, int ignoreIndex, Random random)
     {
         double ratio = o.MinScaleRatio + random.NextDouble() * (o.MaxScaleRatio - o.MinScaleRatio);
-        int h = (int)img.shape[1], w = (int)img.shape[2];
+        int h = (int)image.shape[1], w = (int)image.shape[2];
         var (nh, nw) = ScaledSize(h, w, ratio, o.BaseScale);
-        if (nh == h && nw == w)
-            return (img, seg);
-        var size = new long[] { nh, nw };
-        var resizedImage = F.interpolate(img.unsqueeze(0), size, mode: InterpolationMode.Bilinear, align_corners: false).squeeze(0);
-        // Nearest neighbour on the labels as floats (exact below 2^24): a resized mask only holds values it held before.
-        var resizedMask = F.interpolate(seg.unsqueeze(0).unsqueeze(0).to(float32), size, mode: InterpolationMode.Nearest).squeeze(0).squeeze(0).to(int64);
-        return (resizedImage, resizedMask);
-    }
-
-    static (Tensor, Tensor) RandomCrop(Tensor img, Tensor seg, AugmentationOptions o, int ignoreIndex, Random random)
-    {
-        int h = (int)seg.shape[0], w = (int)seg.shape[1];
-        var box = CropBox(h, w, o, random);
+        var box = CropBox(nh, nw, o, random);
         if (o.CatMaxRatio < 1)
         {
             for (int attempt = 0; attempt < CropAttempts; attempt++)
             {
-                if (!Dominated(Crop(seg, box), ignoreIndex, o.CatMaxRatio))
+                using var candidate = ResizedCrop.Mask(mask, nh, nw, box);
+                if (!Dominated(candidate, ignoreIndex, o.CatMaxRatio))
                     break;
-                box = CropBox(h, w, o, random);
+                box = CropBox(nh, nw, o, random);
             }
         }
-        return (Crop(img, box), Crop(seg, box));
+        return (ResizedCrop.Image(image, nh, nw, box), ResizedCrop.Mask(mask, nh, nw, box));
     }
 
     static (int Y, int X, int H, int W) CropBox(int h, int w, AugmentationOptions o, Random random)
@@ -97,9 +90,6 @@ internal static class SegmentationAugmenter
         int y = random.Next(marginH + 1), x = random.Next(marginW + 1);
         return (y, x, Math.Min(o.CropHeight, h), Math.Min(o.CropWidth, w));
     }
-
-    static Tensor Crop(Tensor t, (int Y, int X, int H, int W) box) =>
-        t.narrow(-2, box.Y, box.H).narrow(-1, box.X, box.W);
 
     // mmseg keeps a crop when it holds more than one labelled class and the largest covers less than the ratio.
     static bool Dominated(Tensor seg, int ignoreIndex, float ratio)

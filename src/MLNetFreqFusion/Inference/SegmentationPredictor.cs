@@ -16,6 +16,11 @@ internal readonly record struct SegmentationPrediction(SegmentationMask Mask, fl
 /// that both see the same predictions. It owns the network's lock: TorchSharp modules are not safe to run from
 /// several threads at once, and one network serves every cursor and engine of a model.
 /// </summary>
+/// <remarks>
+/// Every prediction takes the caller's cancellation check and runs it before each network call: before the whole
+/// image, and before each sliding window, so that a large image (an 8000² one ran for ten minutes in 1024² windows)
+/// stops within one window of <c>MLContext.CancelExecution</c> or a cancelled token.
+/// </remarks>
 internal sealed class SegmentationPredictor
 {
     readonly SegmentationNetwork _network;
@@ -46,25 +51,31 @@ internal sealed class SegmentationPredictor
     }
 
     /// <summary>The predicted mask of one image.</summary>
-    public SegmentationMask Predict(MLImage image)
+    /// <param name="image">The image, of any size.</param>
+    /// <param name="throwIfCancelled">Throws <see cref="OperationCanceledException"/> when the work is to stop; run before every network call.</param>
+    public SegmentationMask Predict(MLImage image, Action throwIfCancelled)
     {
         using var scope = NewDisposeScope();
-        return Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), withProbabilities: false)[0].Mask;
+        return Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), withProbabilities: false, throwIfCancelled)[0].Mask;
     }
 
     /// <summary>
     /// Predictions for a batch of images of one size, float32 RGB [B,3,H,W] in 0..255, in one network call per
     /// window: rows of different sizes cannot share a tensor, so callers group them.
     /// </summary>
-    public SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities)
+    /// <param name="rgb">The images.</param>
+    /// <param name="withProbabilities">Whether to return the class probabilities too.</param>
+    /// <param name="throwIfCancelled">Throws <see cref="OperationCanceledException"/> when the work is to stop; run before every network call.</param>
+    public SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities, Action throwIfCancelled)
     {
+        ArgumentNullException.ThrowIfNull(throwIfCancelled);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         Tensor logits;
         lock (_gate)
         {
             _network.eval();
-            logits = Logits(rgb.to(_device));
+            logits = Logits(rgb.to(_device), throwIfCancelled);
         }
         var labels = logits.argmax(1).cpu();
         var probabilities = withProbabilities ? logits.softmax(1).cpu().contiguous().data<float>().ToArray() : null;
@@ -75,20 +86,23 @@ internal sealed class SegmentationPredictor
         return predictions;
     }
 
-    Tensor Logits(Tensor rgb)
+    Tensor Logits(Tensor rgb, Action throwIfCancelled)
     {
-        var logits = Forward(rgb);
+        var logits = Forward(rgb, throwIfCancelled);
         if (_settings.FlipTest)
-            logits = (logits + Forward(rgb.flip(3)).flip(3)) / 2;
+            logits = (logits + Forward(rgb.flip(3), throwIfCancelled).flip(3)) / 2;
         return logits;
     }
 
-    Tensor Forward(Tensor rgb)
+    Tensor Forward(Tensor rgb, Action throwIfCancelled)
     {
         long h = rgb.shape[2], w = rgb.shape[3];
         int window = _settings.SlidingWindowSize;
         if (h <= window && w <= window)
+        {
+            throwIfCancelled();
             return _network.call(rgb);
+        }
 
         long wh = Math.Min(window, h), ww = Math.Min(window, w);
         long stride = Math.Max(1, (long)Math.Round(window * (1 - _settings.SlidingWindowOverlap)));
@@ -97,6 +111,7 @@ internal sealed class SegmentationPredictor
         foreach (long y in Starts(h, wh, stride))
         foreach (long x in Starts(w, ww, stride))
         {
+            throwIfCancelled();
             using var scope = NewDisposeScope();
             var rows = TensorIndex.Slice(y, y + wh);
             var cols = TensorIndex.Slice(x, x + ww);

@@ -162,7 +162,7 @@ internal sealed class BatchedSegmentationDataView : IDataView
                     throw _view._host.Except($"The input data gave a second cursor fewer rows, or other rows, than the first (row {first}). " +
                         "Batched prediction reads the input twice; give Transform a data view that returns the same rows each time it is " +
                         "read (for example cache it with mlContext.Data.Cache).");
-                var predictions = _view._predictor.Predict(cat(batch.Select(b => b.Rgb).ToArray()), _wantProbabilities);
+                var predictions = _view._predictor.Predict(cat(batch.Select(b => b.Rgb).ToArray()), _wantProbabilities, _view._host.CheckAlive);
                 for (int i = 0; i < batch.Count; i++)
                     _predicted.Enqueue((batch[i].Row, predictions[i]));
             }

@@ -55,7 +55,7 @@ public sealed partial class SemanticSegmentationTransformer
                 if (image is null)
                     throw RowPrediction.NoImage(Host, _owner._settings.ImageColumnName, position);
                 using var scope = NewDisposeScope();
-                return _owner._predictor.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities)[0];
+                return _owner._predictor.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities, Host.CheckAlive)[0];
             });
             for (int i = 0; i < getters.Length; i++)
                 if (activeOutput(i))

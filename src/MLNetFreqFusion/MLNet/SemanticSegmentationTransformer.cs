@@ -100,6 +100,28 @@ public sealed partial class SemanticSegmentationTransformer : RowToRowTransforme
         return new BatchedSegmentationDataView(Host, input, MakeDataTransform(input), _settings.ImageColumnName, _predictor);
     }
 
+    /// <summary>
+    /// The predicted mask of one image, as <see cref="Transform"/> and a <c>PredictionEngine</c> predict it, for a caller
+    /// that must be able to stop a prediction: a web request whose client disconnected passes its
+    /// <c>HttpContext.RequestAborted</c>. Cancellation is checked before the network runs and between sliding windows
+    /// (an image larger than the model's SlidingWindowSize), so it takes effect within one window. Safe to call from
+    /// several threads at once; the calls run one after another on the model's network.
+    /// </summary>
+    /// <param name="image">The image, of any size; the model's image column name plays no part.</param>
+    /// <param name="cancellationToken">Stops the prediction at its next check.</param>
+    /// <returns>The class of every pixel, at the image's size.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired, or the <c>MLContext</c> the
+    /// model was trained or loaded through was cancelled with <c>CancelExecution</c>.</exception>
+    public SegmentationMask Predict(MLImage image, CancellationToken cancellationToken = default)
+    {
+        Host.CheckValue(image, nameof(image));
+        return _predictor.Predict(image, () =>
+        {
+            Host.CheckAlive();
+            cancellationToken.ThrowIfCancellationRequested();
+        });
+    }
+
     /// <summary>ML.NET plumbing (internal in ML.NET; public here only because overrides must match the compile-time signature).</summary>
     [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
     public override IRowMapper MakeRowMapper(DataViewSchema schema) => new Mapper(this, schema);

@@ -183,7 +183,7 @@ internal sealed partial class TrainingRun
     {
         var accumulator = new SegmentationMetricsAccumulator(_o.NumberOfClasses, _o.IgnoreIndex);
         foreach (var (_, image, label) in SegmentationRows.ImagesAndMasks(_host, data, _o.ImageColumnName, _o.LabelColumnName, _imageCheck))
-            accumulator.Update(_predictor.Predict(image).Labels, label.Labels, label.Width, label.Height);
+            accumulator.Update(_predictor.Predict(image, _host.CheckAlive).Labels, label.Labels, label.Width, label.Height);
         _network.train();
         return accumulator.Compute().MeanIoU;
     }
