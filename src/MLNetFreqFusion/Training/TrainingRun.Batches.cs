@@ -17,49 +17,11 @@ internal sealed partial class TrainingRun
     }
 
     /// <summary>
-    /// The epoch's batches, made on a second thread while the network trains on the previous ones: decoding,
-    /// augmenting and stacking would otherwise take about a third of each step of a small network on the training
-    /// thread. At most <see cref="PrefetchedBatches"/> wait; an exception of the producer (a bad row) is rethrown here
-    /// unchanged, and leaving the loop early (cancellation, divergence) stops the producer and frees what it made.
+    /// The epoch's batches, made on the training thread. A second thread that decoded and augmented the next batch
+    /// while the network trained saved about 6 % of an epoch, but it allocates while the training thread is inside
+    /// libtorch, and TorchSharp 0.107 lets the garbage collector finalise the temporary Scalars of an operation that
+    /// is still reading them: two training runs of twelve died in libtorch (docs/decisions.md).
     /// </summary>
-    IEnumerable<Batch> Prefetched(IDataView input, int epoch)
-    {
-        using var queue = new System.Collections.Concurrent.BlockingCollection<Batch>(PrefetchedBatches);
-        using var stop = new CancellationTokenSource();
-        System.Runtime.ExceptionServices.ExceptionDispatchInfo? failure = null;
-        var producer = new Thread(() =>
-        {
-            try
-            {
-                foreach (var batch in Batches(input, epoch))
-                {
-                    try { queue.Add(batch, stop.Token); }
-                    catch (OperationCanceledException) { batch.Dispose(); return; }
-                }
-            }
-            catch (Exception e) { failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e); }
-            finally { queue.CompleteAdding(); }
-        })
-        { IsBackground = true, Name = "MLNetFreqFusion batches" };
-        producer.Start();
-        try
-        {
-            foreach (var batch in queue.GetConsumingEnumerable())
-                yield return batch;
-            producer.Join();
-            failure?.Throw();
-        }
-        finally
-        {
-            stop.Cancel();
-            producer.Join();
-            while (queue.TryTake(out var left))
-                left.Dispose();
-        }
-    }
-
-    const int PrefetchedBatches = 2;
-
     IEnumerable<Batch> Batches(IDataView input, int epoch)
     {
         var images = new List<Tensor>(_o.BatchSize);

@@ -67,7 +67,7 @@ internal sealed partial class TrainingRun
             _network.train();
             var epochClock = Stopwatch.StartNew();
             int images = 0;
-            foreach (var batch in Prefetched(input, epoch))
+            foreach (var batch in Batches(input, epoch))
             {
                 _host.CheckAlive();
                 double loss;
