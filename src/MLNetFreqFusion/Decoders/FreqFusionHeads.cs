@@ -61,50 +61,50 @@ internal static class FreqFusionHeadSettings
 }
 
 /// <summary>
-/// The FreqFusion concat head (<see cref="SegmentationDecoder.FreqFusion"/>, as in the authors' SegNeXt/SegFormer
-/// heads): from the deepest stage up, FreqFusion fuses the running low-resolution feature with the next stage's
-/// feature; the filtered hr feature and the up-sampled lr feature are concatenated, interleaved per resampling group,
-/// and carried on. The 1/4-scale concatenation then goes through a 1×1 fuse convolution (batch norm, ReLU), dropout
-/// and the classifier.
+/// The FreqFusion concat head (<see cref="SegmentationDecoder.FreqFusion"/>), the authors' SegFormer + FreqFusion
+/// design and the twin of <see cref="SegFormerHead"/>: the same per-stage linear projections to the decoder width and
+/// the same fuse layer, with FreqFusion in place of the bilinear resizes. From the deepest stage up, FreqFusion fuses
+/// the running low-resolution feature with the next projected stage; the filtered hr feature and the up-sampled lr
+/// feature are concatenated, interleaved per resampling group, and carried on, so the 1/4-scale map holds every stage
+/// at the decoder width as SegFormer's does.
 /// </summary>
 internal sealed class FreqFusionHead : DecodeHead
 {
+    private readonly ModuleList<Mlp> linear_c;
     private readonly ModuleList<FreqFusion> freqfusions;
-    private readonly ConvModule fuse;
-    private readonly int _inputs;
+    private readonly Conv2d linear_fuse;
+    private readonly BatchNorm2d batch_norm;
 
     public FreqFusionHead(IReadOnlyList<int> inChannels, int channels, int numberOfClasses, double dropoutRatio, int compressRatio)
         : base(nameof(FreqFusionHead))
     {
         if (inChannels.Count < 2)
             throw new ArgumentException("The FreqFusion head fuses at least two backbone stages.", nameof(inChannels));
-        FreqFusionHeadSettings.CheckGroups(inChannels, "FreqFusion");
-        _inputs = inChannels.Count;
-        freqfusions = new ModuleList<FreqFusion>();
-        int lrChannels = inChannels[^1];
-        for (int i = inChannels.Count - 2; i >= 0; i--)
-        {
-            freqfusions.Add(FreqFusionHeadSettings.Create(inChannels[i], lrChannels, compressRatio));
-            lrChannels += inChannels[i];
-        }
-        fuse = new ConvModule(lrChannels, channels, 1);
+        FreqFusionHeadSettings.CheckGroups([channels], "FreqFusion");
+        linear_c = new ModuleList<Mlp>(inChannels.Select(c => new Mlp(c, channels)).ToArray());
+        // freqfusions[f] fuses projected stage n − 2 − f (hr) with the f + 1 deeper stages fused so far (lr).
+        freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(1, inChannels.Count - 1)
+            .Select(deeper => FreqFusionHeadSettings.Create(channels, deeper * channels, compressRatio)).ToArray());
+        linear_fuse = Conv2d(channels * inChannels.Count, channels, 1, bias: false);
+        batch_norm = BatchNorm2d(channels);
         AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
 
     public override Tensor ForwardFeatures(Tensor[] features)
     {
-        CheckFeatures(features, _inputs, "FreqFusion");
+        CheckFeatures(features, linear_c.Count, "FreqFusion");
         const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
-        var lr = features[^1];
+        var lr = linear_c[features.Length - 1].call(features[^1]);
         for (int f = 0; f < freqfusions.Count; f++)
         {
-            var (_, hrOut, lrOut) = freqfusions[f].call(features[features.Length - 2 - f], lr);
+            int stage = features.Length - 2 - f;
+            var (_, hrOut, lrOut) = freqfusions[f].call(linear_c[stage].call(features[stage]), lr);
             long batch = hrOut.shape[0], height = hrOut.shape[2], width = hrOut.shape[3];
             // Interleaving keeps each resampling group's hr and lr channels together, so the next FreqFusion's
             // offset groups see matching channel blocks, as in the reference head.
             lr = cat([hrOut.reshape(batch * groups, -1, height, width), lrOut.reshape(batch * groups, -1, height, width)], 1)
                 .reshape(batch, -1, height, width);
         }
-        return fuse.call(lr);
+        return functional.relu(batch_norm.call(linear_fuse.call(lr)));
     }
 }

@@ -36,23 +36,23 @@ internal sealed class SegFormerHead : DecodeHead
         }
         return functional.relu(batch_norm.call(linear_fuse.call(cat(projected, 1))));
     }
+}
 
-    /// <summary>A per-pixel linear projection (HuggingFace's SegformerMLP, key proj.*).</summary>
-    private sealed class Mlp : Module<Tensor, Tensor>
+/// <summary>A per-pixel linear projection (HuggingFace's SegformerMLP, key proj.*).</summary>
+internal sealed class Mlp : Module<Tensor, Tensor>
+{
+    private readonly Linear proj;
+
+    public Mlp(int inChannels, int outChannels) : base(nameof(Mlp))
     {
-        private readonly Linear proj;
+        proj = Linear(inChannels, outChannels);
+        RegisterComponents();
+    }
 
-        public Mlp(int inChannels, int outChannels) : base(nameof(Mlp))
-        {
-            proj = Linear(inChannels, outChannels);
-            RegisterComponents();
-        }
-
-        public override Tensor forward(Tensor x)
-        {
-            long batch = x.shape[0], height = x.shape[2], width = x.shape[3];
-            var y = proj.call(x.flatten(2).transpose(1, 2));
-            return y.transpose(1, 2).reshape(batch, -1, height, width);
-        }
+    public override Tensor forward(Tensor x)
+    {
+        long batch = x.shape[0], height = x.shape[2], width = x.shape[3];
+        var y = proj.call(x.flatten(2).transpose(1, 2));
+        return y.transpose(1, 2).reshape(batch, -1, height, width);
     }
 }

@@ -12,8 +12,9 @@ public sealed partial class SemanticSegmentationTransformer
         modelSignature: "FFSEGMNT",
         // verWrittenCur: 0x00010001, // Initial
         // verWrittenCur: 0x00010002, // Inference batch size
-        verWrittenCur: 0x00010003, // SHA-256 of the weights
-        verReadableCur: 0x00010003,
+        // verWrittenCur: 0x00010003, // SHA-256 of the weights
+        verWrittenCur: 0x00010004, // The FreqFusion concat head projects every stage first
+        verReadableCur: 0x00010004,
         verWeCanReadBack: 0x00010001,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(SemanticSegmentationTransformer).Assembly.FullName);
@@ -56,6 +57,10 @@ public sealed partial class SemanticSegmentationTransformer
         // .NET does not verify a zip entry's CRC, so flipped bits in the weights would load as a different model.
         byte[]? checksum = ctx.Header.ModelVerWritten >= 0x00010003 ? ctx.Reader.ReadBytes(32) : null;
         host.CheckDecode(checksum is null || checksum.Length == 32, "the weights checksum is cut short");
+        if (ctx.Header.ModelVerWritten < 0x00010004 && settings.Architecture.Decoder == SegmentationDecoder.FreqFusion)
+            throw host.Except($"This model was saved (format 0x{ctx.Header.ModelVerWritten:X8}) with the first FreqFusion concat head, which fused " +
+                "the raw backbone widths; the head now projects every stage to DecoderChannels first (the authors' SegFormer + FreqFusion design, " +
+                "docs/decisions.md), and the old weights do not fit it. Train the model again with this package, or load it with the package that saved it.");
         var network = SegmentationNetwork.Create(settings.Architecture, loadPretrainedWeights: false);
         bool loaded = ctx.TryLoadBinaryStream(WeightsStream, r =>
         {

@@ -151,10 +151,11 @@ internal sealed class OnnxNetworkEmitter : OnnxModuleEmitter
     string FreqFusionHeadFeatures(string[] features, string head)
     {
         const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
-        var lr = features[^1];
+        string Projected(int stage) => LinearAsConv(features[stage], $"{head}.linear_c.{stage}.proj");
+        var lr = Projected(features.Length - 1);
         for (int f = 0; Has($"{head}.freqfusions.{f}"); f++)
         {
-            var (hrOut, lrOut) = FreqFusion(features[features.Length - 2 - f], lr, $"{head}.freqfusions.{f}");
+            var (hrOut, lrOut) = FreqFusion(Projected(features.Length - 2 - f), lr, $"{head}.freqfusions.{f}");
             // The head's interleaving: group g's hr channels, then its lr channels, for g = 0…groups−1.
             long hrPerGroup = ChannelsOf($"{head}.freqfusions.{f}", hr: true) / groups;
             long lrPerGroup = ChannelsOf($"{head}.freqfusions.{f}", hr: false) / groups;
@@ -166,7 +167,7 @@ internal sealed class OnnxNetworkEmitter : OnnxModuleEmitter
             }
             lr = B.Concat(1, parts.ToArray());
         }
-        return ConvModule(lr, head + ".fuse");
+        return B.Relu(Conv(lr, head + ".linear_fuse", head + ".batch_norm"));
     }
 
     long ChannelsOf(string freqFusion, bool hr)

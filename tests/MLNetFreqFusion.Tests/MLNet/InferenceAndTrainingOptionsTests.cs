@@ -168,9 +168,12 @@ public sealed class InferenceAndTrainingOptionsTests
         {
             var expected = Softmax(rows[row].Image, x => (network.call(x) + network.call(x.flip(3)).flip(3)) / 2);
             var plain = Softmax(rows[row].Image, x => network.call(x));
-            Assert.IsTrue(MaxDifference(expected, plain) > 1e-3, "an untrained network is not mirror-symmetric, so flipping must change the result");
+            // A one-epoch network's probabilities sit near 1/K, so flipping moves them by a few 1e-4: the check is
+            // ten times the tolerance of the comparison, which float32 softmax values near 0.1 meet by far.
+            double flipEffect = MaxDifference(expected, plain);
+            Assert.IsTrue(flipEffect > 1e-4, $"an untrained network is not mirror-symmetric, so flipping must change the result; largest change {flipEffect:G3}");
             double difference = MaxDifference(expected, rows[row].Probabilities);
-            Assert.IsTrue(difference < 1e-4, $"row {row}: largest probability difference {difference:G3}");
+            Assert.IsTrue(difference < 1e-5, $"row {row}: largest probability difference {difference:G3}");
         }
     }
 
@@ -305,12 +308,35 @@ public sealed class InferenceAndTrainingOptionsTests
         {
             ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
             using (var unchanged = (IDisposable)new MLContext().Model.Load(path, out _)) { }
-            var written = ClaimNewerModelVersion(path);
+            var written = RewriteModelVersion(path, version => version + 1);
             Assert.AreEqual(1, written.Length, "one FFSEGMNT entry in the zip");
             var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
             var messages = string.Join(" | ", Chain(e).Select(x => x.Message));
             StringAssert.Contains(messages, "Update the MLNetFreqFusion package", messages);
             StringAssert.Contains(messages, $"0x{written[0] + 1:X8}", messages);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
+    public void AFreqFusionConcatModelOfTheFormatBeforeProjectedStagesAsksToRetrain()
+    {
+        // Format 0x00010003 differs from today's only in what the FreqFusion concat head was, so a model re-labelled
+        // 0x00010003 is what the previous package wrote for that decoder.
+        var (model, ml) = (_plain, _plainMl);
+        Assert.AreEqual(SegmentationDecoder.FreqFusion, model.LastTransformer.Architecture.Decoder);
+        var path = Path.Combine(Path.GetTempPath(), $"ffseg-{Guid.NewGuid():N}.zip");
+        try
+        {
+            ml.Model.Save(model, DigitsSeg.Load(ml, "test").Schema, path);
+            RewriteModelVersion(path, _ => 0x00010003);
+            var e = Assert.Throws<Exception>(() => new MLContext().Model.Load(path, out _));
+            var messages = string.Join(" | ", Chain(e).Select(x => x.Message));
+            StringAssert.Contains(messages, "first FreqFusion concat head", messages);
+            StringAssert.Contains(messages, "Train the model again", messages);
         }
         finally
         {
@@ -325,12 +351,12 @@ public sealed class InferenceAndTrainingOptionsTests
     }
 
     /// <summary>
-    /// Makes every FFSEGMNT entry of an ML.NET model zip claim the format one after the one it was written in, as a
-    /// newer package would. ML.NET's ModelHeader (src/Microsoft.ML.Core/Data/ModelHeader.cs): signature "ML\0MODEL"
+    /// Makes every FFSEGMNT entry of an ML.NET model zip claim another format (<paramref name="version"/> of the one it
+    /// was written in), as a newer or older package would have written it. ML.NET's ModelHeader (src/Microsoft.ML.Core/Data/ModelHeader.cs): signature "ML\0MODEL"
     /// at 0x00, the 8-character model signature at 0x40, ModelVerWritten at 0x48, ModelVerReadable at 0x4C
-    /// (little-endian uint). Readable may not exceed written, so both are raised. Returns the versions found.
+    /// (little-endian uint). Readable may not exceed written, so both are set. Returns the versions found.
     /// </summary>
-    static uint[] ClaimNewerModelVersion(string zipPath)
+    static uint[] RewriteModelVersion(string zipPath, Func<uint, uint> version)
     {
         using var zip = ZipFile.Open(zipPath, ZipArchiveMode.Update);
         var written = new List<uint>();
@@ -346,10 +372,10 @@ public sealed class InferenceAndTrainingOptionsTests
             if (bytes.Length < 0x100 || System.Text.Encoding.ASCII.GetString(bytes, 0, 8) != "ML\0MODEL"
                 || System.Text.Encoding.ASCII.GetString(bytes, 0x40, 8) != "FFSEGMNT")
                 continue;
-            uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(0x48));
-            written.Add(version);
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x48), version + 1);
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x4C), version + 1);
+            uint found = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(0x48));
+            written.Add(found);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x48), version(found));
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x4C), version(found));
             var name = entry.FullName;
             entry.Delete();
             using (var stream = zip.CreateEntry(name).Open())
@@ -361,7 +387,9 @@ public sealed class InferenceAndTrainingOptionsTests
     [TestMethod]
     public void EarlyStoppingStopsAfterPatienceEpochsWithoutABetterValidationMeanIoU()
     {
-        const int patience = 2, maxEpochs = 8;
+        // Enough epochs for the head's batch-norm statistics, the only thing that moves, to settle: the validation mIoU
+        // may rise while they converge and then stays put or wanders, and either ends the run.
+        const int patience = 2, maxEpochs = 40;
         var ml = new MLContext(seed: 1);
         var log = new List<string>();
         ml.Log += (_, e) => { lock (log) log.Add(e.Message); };
