@@ -34,17 +34,21 @@ internal abstract class DecodeHead : Module<Tensor[], Tensor>
     }
 
     /// <summary>
-    /// Adds the dropout and the classifier (mmseg's initialisation: normal with std 0.01, zero bias) and registers the
-    /// head's modules, so it is the last call of a head's constructor. Coming last, the classifier draws its random
-    /// weights after the head's own layers: a seed gives the same network in every head, and the published key order holds.
+    /// Adds the dropout and the classifier and registers the head's modules, so it is the last call of a head's
+    /// constructor. Coming last, the classifier draws its random weights after the head's own layers: a seed gives the
+    /// same network in every head, and the published key order holds.
     /// </summary>
+    /// <remarks>
+    /// The classifier keeps PyTorch's default initialisation (Kaiming-uniform with a = √5, bias uniform in
+    /// ±1/√channels), not mmseg's normal(0, 0.01) with zero bias: with mmseg's, short runs sat at the all-background
+    /// answer for the first epochs, and without class weights for all 12 (our trainer and the plain PyTorch loop
+    /// alike, docs/benchmarks.md §10).
+    /// </remarks>
     private protected void AddClassifier(int channels, int numberOfClasses, double dropoutRatio)
     {
         Channels = channels;
         dropout = Dropout2d(dropoutRatio);
         classifier = Conv2d(channels, numberOfClasses, 1);
-        init.normal_(classifier.weight!, 0, 0.01);
-        init.zeros_(classifier.bias!);
         RegisterComponents();
     }
 
