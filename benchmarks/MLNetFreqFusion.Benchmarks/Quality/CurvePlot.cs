@@ -17,7 +17,7 @@ static class CurvePlot
 
     public static void Write(string path, IReadOnlyList<(string Name, double[] Curve)> series)
     {
-        const int width = 900, height = 560, left = 60, right = 260, top = 30, bottom = 50;
+        const int width = 1240, height = 560, left = 60, right = 600, top = 30, bottom = 50;
         int epochs = Math.Max(2, series.Max(s => s.Curve.Length));
         double yMax = Math.Max(10, Math.Ceiling(series.SelectMany(s => s.Curve).DefaultIfEmpty(0).Max() / 10) * 10);
         float X(double epoch) => left + (float)((epoch - 1) / (epochs - 1) * (width - left - right));
