@@ -79,8 +79,14 @@ try
     Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
     return 0;
 }
-catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or InvalidOperationException)
+catch (Exception e) when (Cause(e) is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
+    or InvalidOperationException or FormatException)
 {
-    Console.Error.WriteLine($"{e.GetType().Name}: {e.Message}");
+    Console.Error.WriteLine($"{Cause(e).GetType().Name}: {Cause(e).Message}");
     return 1;
 }
+
+// ML.NET builds a saved model's parts by reflection and wraps what a part's loader says (a damaged model.zip, a model
+// of a newer format) twice: "Error during class instantiation" around "Exception has been thrown by the target of an
+// invocation". The message that says what is wrong is the innermost one.
+static Exception Cause(Exception e) => e.GetBaseException();

@@ -31,11 +31,10 @@ public sealed class SegmentationService : IDisposable
         }
         catch (Exception e)
         {
-            // Damaged weights surface from ML.NET's loader (called by reflection) as "Exception has been thrown by the
-            // target of an invocation"; the message that says what is wrong is the innermost one.
-            var cause = e;
-            while (cause is System.Reflection.TargetInvocationException { InnerException: { } inner })
-                cause = inner;
+            // ML.NET builds a saved model's parts by reflection and wraps what a part's loader says (damaged weights,
+            // a newer format) in "Error during class instantiation" and "Exception has been thrown by the target of an
+            // invocation"; the message that says what is wrong is the innermost one.
+            var cause = e.GetBaseException();
             throw new SegmentationStartupException($"Model file '{ModelPath}' could not be loaded as an ML.NET model: {cause.Message}", cause);
         }
 

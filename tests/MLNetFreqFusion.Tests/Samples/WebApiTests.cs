@@ -240,6 +240,40 @@ public sealed class WebApiTests
     }
 
     [TestMethod]
+    public void ADamagedModelStopsStartupWithTheLoadersMessageNotMLNetsWrappers()
+    {
+        var damaged = Path.Combine(Path.GetTempPath(), $"webapi-damaged-{Guid.NewGuid():N}.zip");
+        File.Copy(_modelPath, damaged);
+        try
+        {
+            using (var zip = System.IO.Compression.ZipFile.Open(damaged, System.IO.Compression.ZipArchiveMode.Update))
+            {
+                var entry = zip.Entries.Single(e => e.FullName.EndsWith("TSModel", StringComparison.Ordinal));
+                byte[] bytes;
+                using (var read = entry.Open())
+                using (var copy = new MemoryStream())
+                {
+                    read.CopyTo(copy);
+                    bytes = copy.ToArray();
+                }
+                bytes[bytes.Length / 2] ^= 0x04;
+                var name = entry.FullName;
+                entry.Delete();
+                using var write = zip.CreateEntry(name).Open();
+                write.Write(bytes);
+            }
+            var e = Assert.ThrowsExactly<SegmentationStartupException>(() => SegmentationApi.Build(["--model", damaged]));
+            StringAssert.Contains(e.Message, "do not match the checksum");
+            Assert.IsFalse(e.Message.Contains("Error during class instantiation", StringComparison.Ordinal), e.Message);
+            Assert.IsFalse(e.Message.Contains("target of an invocation", StringComparison.Ordinal), e.Message);
+        }
+        finally
+        {
+            File.Delete(damaged);
+        }
+    }
+
+    [TestMethod]
     public async Task ServesAModelSavedWithoutItsInputSchemaAsTheConsoleSampleAndDocsSaveIt()
     {
         await using var app = SegmentationApi.Build(["--model", _schemalessModelPath, "--urls", "http://127.0.0.1:0"]);
