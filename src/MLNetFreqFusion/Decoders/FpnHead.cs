@@ -27,7 +27,6 @@ internal sealed class FpnHead : DecodeHead
         lateral_convs = new ModuleList<ConvModule>(inChannels.Select(c => new ConvModule(c, channels, 1)).ToArray());
         if (compressRatio is int ratio)
         {
-            FreqFusionHeadSettings.CheckGroups([channels], _head);
             // freqfusions[j] fuses lateral j (hr) with the top-down feature from level j + 1 (lr).
             freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(0, inChannels.Count - 1)
                 .Select(_ => FreqFusionHeadSettings.Create(channels, channels, ratio)).ToArray());

@@ -48,16 +48,6 @@ internal static class FreqFusionHeadSettings
         int compressed = Math.Max(8, (hrChannels + lrChannels) / compressRatio);
         return (compressed + 7) / 8 * 8;
     }
-
-    public static void CheckGroups(IEnumerable<int> channels, string head)
-    {
-        foreach (var c in channels)
-        {
-            if (c % FeatureResampleGroup != 0)
-                throw new ArgumentException(
-                    $"The {head} head resamples features in {FeatureResampleGroup} channel groups, so every input width must be a multiple of {FeatureResampleGroup}; got {c}.");
-        }
-    }
 }
 
 /// <summary>
@@ -80,7 +70,6 @@ internal sealed class FreqFusionHead : DecodeHead
     {
         if (inChannels.Count < 2)
             throw new ArgumentException("The FreqFusion head fuses at least two backbone stages.", nameof(inChannels));
-        FreqFusionHeadSettings.CheckGroups([channels], "FreqFusion");
         linear_c = new ModuleList<Mlp>(inChannels.Select(c => new Mlp(c, channels)).ToArray());
         // freqfusions[f] fuses projected stage n − 2 − f (hr) with the f + 1 deeper stages fused so far (lr).
         freqfusions = new ModuleList<FreqFusion>(Enumerable.Range(1, inChannels.Count - 1)

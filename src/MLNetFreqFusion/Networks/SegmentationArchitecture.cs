@@ -68,6 +68,11 @@ public sealed record SegmentationArchitecture
             yield return (nameof(NumberOfClasses), $"NumberOfClasses must be at least 2 (background and one class); got {NumberOfClasses}.");
         if (DecoderChannels is < 1)
             yield return (nameof(DecoderChannels), $"DecoderChannels must be positive when set; got {DecoderChannels}.");
+        else if (Decoder is SegmentationDecoder.FreqFusion or SegmentationDecoder.FreqFusionFpn
+                 && ResolvedDecoderChannels % FreqFusionHeadSettings.FeatureResampleGroup != 0)
+            yield return (nameof(DecoderChannels),
+                $"The FreqFusion decoders resample features in {FreqFusionHeadSettings.FeatureResampleGroup} channel groups, so DecoderChannels must be a " +
+                $"multiple of {FreqFusionHeadSettings.FeatureResampleGroup}; got {DecoderChannels}.");
         if (CompressRatio < 1)
             yield return (nameof(CompressRatio), $"CompressRatio must be at least 1; got {CompressRatio}.");
         if (DropoutRatio is < 0 or >= 1 || double.IsNaN(DropoutRatio))

@@ -98,6 +98,7 @@ public sealed class HostileDataTests : TempFolderTests
     [DataRow("Backbone", DisplayName = "Backbone outside the enum")]
     [DataRow("Decoder", DisplayName = "Decoder outside the enum")]
     [DataRow("DecoderChannels", DisplayName = "DecoderChannels = 0")]
+    [DataRow("DecoderChannels-groups", DisplayName = "DecoderChannels = 30 with FreqFusion (offsets in 4 groups)")]
     [DataRow("DecoderInputStages", DisplayName = "DecoderInputStages out of range")]
     public void HostileOptionsAreRejectedWhenTheTrainerIsCreated(string option)
     {
@@ -116,6 +117,7 @@ public sealed class HostileDataTests : TempFolderTests
             case "Backbone": o.Backbone = (SegmentationBackbone)99; break;
             case "Decoder": o.Decoder = (SegmentationDecoder)99; break;
             case "DecoderChannels": o.DecoderChannels = 0; break;
+            case "DecoderChannels-groups": o.Decoder = SegmentationDecoder.FreqFusion; o.DecoderChannels = 30; break;
             case "DecoderInputStages": o.DecoderInputStages = [0, 5]; break;
         }
         var ml = new MLContext(1);
