@@ -178,23 +178,7 @@ public sealed class HostileDataTests : TempFolderTests
         var path = Path.Combine(Folder, "model.zip");
         ml.Model.Save(model, null, path);
         Assert.IsNotNull(new MLContext(1).Model.Load(path, out _), "the intact model loads");
-        using (var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Update))
-        {
-            var entry = zip.Entries.Single(e => e.FullName.EndsWith("TSModel", StringComparison.Ordinal));
-            byte[] bytes;
-            using (var read = entry.Open())
-            using (var copy = new MemoryStream())
-            {
-                read.CopyTo(copy);
-                bytes = copy.ToArray();
-            }
-            foreach (int at in new[] { bytes.Length / 3, bytes.Length / 2, bytes.Length * 2 / 3 })
-                bytes[at] ^= 0x04;
-            var name = entry.FullName;
-            entry.Delete();
-            using var write = zip.CreateEntry(name).Open();
-            write.Write(bytes);
-        }
+        ModelZip.FlipBitsInWeights(path, 1 / 3.0, 1 / 2.0, 2 / 3.0);
 
         var e = Assert.Throws<Exception>(() => new MLContext(1).Model.Load(path, out _));
 

@@ -246,22 +246,7 @@ public sealed class WebApiTests
         File.Copy(_modelPath, damaged);
         try
         {
-            using (var zip = System.IO.Compression.ZipFile.Open(damaged, System.IO.Compression.ZipArchiveMode.Update))
-            {
-                var entry = zip.Entries.Single(e => e.FullName.EndsWith("TSModel", StringComparison.Ordinal));
-                byte[] bytes;
-                using (var read = entry.Open())
-                using (var copy = new MemoryStream())
-                {
-                    read.CopyTo(copy);
-                    bytes = copy.ToArray();
-                }
-                bytes[bytes.Length / 2] ^= 0x04;
-                var name = entry.FullName;
-                entry.Delete();
-                using var write = zip.CreateEntry(name).Open();
-                write.Write(bytes);
-            }
+            MLNetFreqFusion.Tests.MLNet.ModelZip.FlipBitsInWeights(damaged, 1 / 2.0);
             var e = Assert.ThrowsExactly<SegmentationStartupException>(() => SegmentationApi.Build(["--model", damaged]));
             StringAssert.Contains(e.Message, "do not match the checksum");
             Assert.IsFalse(e.Message.Contains("Error during class instantiation", StringComparison.Ordinal), e.Message);
