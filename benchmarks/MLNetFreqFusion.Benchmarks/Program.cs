@@ -11,7 +11,8 @@ namespace MLNetFreqFusion.Benchmarks;
 /// <summary>
 /// Runs the benchmarks of issue 9: <c>dotnet run -c Release --project benchmarks/MLNetFreqFusion.Benchmarks -- --filter '*'</c>
 /// (<c>--job dry</c> for a one-iteration smoke pass); <c>quality …</c> runs the training-quality sweep instead
-/// (<see cref="Quality.QualityBenchmark"/>). docs/benchmarks.md explains the measurements and holds the results.
+/// (<see cref="Quality.QualityBenchmark"/>), <c>lrfind …</c> the learning-rate range test
+/// (<see cref="Quality.LearningRateRangeTest"/>). docs/benchmarks.md explains the measurements and holds the results.
 /// </summary>
 public static class Program
 {
@@ -20,6 +21,8 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "quality")
             return Quality.QualityBenchmark.Sweep(args[1..]);
+        if (args.Length > 0 && args[0] == "lrfind")
+            return Quality.LearningRateRangeTest.Run(args[1..]);
         args = ApplyTorchThreads(args);
         if (Profiling.StepProfile.TryRun(args))
             return 0;

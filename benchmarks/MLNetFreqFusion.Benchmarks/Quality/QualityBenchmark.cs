@@ -57,6 +57,8 @@ static class QualityBenchmark
         ["defaults-crop64"] = o => o.CropSize = 64,
         ["defaults-ch64"] = o => o.DecoderChannels = 64,
         ["defaults-ch256"] = o => o.DecoderChannels = 256,
+        ["defaults-paper-aug"] = o => o.Augmentation = new AugmentationOptions { FlipProbability = 0 },
+        ["defaults-backbone1e-4"] = o => { o.LearningRate = 1e-4; o.HeadLearningRateMultiplier = 10; },
         ["defaults-random-init"] = o => { o.Backbone = SegmentationBackbone.ResNet18; o.PretrainedWeightsPath = null; o.FreezeBatchNorm = false; },
     };
 
