@@ -75,9 +75,6 @@ internal sealed class SegmentationPredictor
         lock (_gate)
         {
             _network.eval();
-            // oneDNN's forward is several times faster than ATen's on the decode heads' large convolutions
-            // (docs/decisions.md); within a training run (its validation) this leaves ATen's kernels on.
-            using var backend = Native.LibTorchRuntime.BeginPrediction();
             logits = Logits(rgb.to(_device), throwIfCancelled);
         }
         var labels = logits.argmax(1).cpu();

@@ -47,9 +47,6 @@ internal sealed partial class TrainingRun
     public void Train(IDataView input)
     {
         Native.LibTorchRuntime.KeepFreedMemoryForTraining();
-        // oneDNN's convolution backward gives NaN gradients on AVX-512 hosts: off for the whole run, validation included,
-        // whatever predictions run meanwhile on other threads.
-        using var backend = Native.LibTorchRuntime.BeginTraining();
         int totalSteps = TotalSteps(_rows, _o.BatchSize, _o.MaxEpochs);
         var schedule = new LearningRateSchedule(totalSteps, Math.Min(_o.WarmupSteps, totalSteps / 10), _o.PolyPower);
         var (optimizer, groups) = BuildOptimizer();
