@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares|ratio|inference|ab [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
+/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
@@ -42,8 +42,14 @@ static class StepProfile
         {
             case "shares":
                 int only = Array.IndexOf(args, "--head");
+                bool inferenceShares = Array.IndexOf(args, "--inference") >= 0;
                 foreach (var head in only < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only + 1])])
-                    Shares(head, size, batch, steps, classes);
+                {
+                    if (inferenceShares)
+                        InferenceShares(head, size, batch, steps, classes);
+                    else
+                        Shares(head, size, batch, steps, classes);
+                }
                 break;
             case "ratio":
                 Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: true);
@@ -166,6 +172,47 @@ static class StepProfile
         Console.WriteLine("|---|---:|---:|---:|");
         foreach (var (row, forward, backwardShare) in rows)
             Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** |");
+    }
+
+    /// <summary>Per-row seconds of an eval-mode forward without autograd, then each row's median share of it.</summary>
+    static void InferenceShares(SegmentationDecoder head, int size, int batch, int steps, int classes)
+    {
+        using var setup = new Setup(head, size, batch, classes);
+        SectionHooks.Install(setup.Network);
+        setup.Network.eval();
+        var perCall = new List<(Dictionary<string, double> Forward, double Total)>();
+        for (int step = 0; step <= steps; step++)
+        {
+            var timeline = new StepTimeline();
+            OperatorProfile.Recorder = timeline;
+            long t0, t1;
+            try
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                t0 = Stopwatch.GetTimestamp();
+                _ = setup.Network.call(setup.Images);
+                t1 = Stopwatch.GetTimestamp();
+            }
+            finally
+            {
+                OperatorProfile.Recorder = null;
+            }
+            if (step > 0)
+                perCall.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), (t1 - t0) / (double)Stopwatch.Frequency));
+        }
+        var rows = perCall.SelectMany(c => c.Forward.Keys).Distinct()
+            .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row) / c.Total)),
+                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row)))))
+            .OrderByDescending(r => r.Share)
+            .ToList();
+        Console.WriteLine();
+        Console.WriteLine($"## ResNet-18 + {head}, inference: median {Median(perCall.Select(c => c.Total)) * 1000:F0} ms; load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine();
+        Console.WriteLine("| Row | Median time | Share |");
+        Console.WriteLine("|---|---:|---:|");
+        foreach (var (row, share, seconds) in rows)
+            Console.WriteLine($"| {row} | {seconds * 1000:F0} ms | **{share:P1}** |");
     }
 
     /// <summary>Alternates steps (or inference calls) of the two heads; prints the median of the per-pair ratios.</summary>
