@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares|ratio|inference|ab [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
+/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
@@ -32,12 +32,24 @@ static class StepProfile
         int channels = Option(args, "--channels", 0);
         DecoderChannels = channels > 0 ? channels : null;
         Console.WriteLine($"# {args[1]} at {size}², batch {batch}, {steps} measured steps, {classes} classes; {MachineInfo.Describe()}");
+        if (Array.IndexOf(args, "--onednn") >= 0)
+        {
+            // The library switches oneDNN off when its first network is built; switch it back on after that.
+            using (zeros(1)) Native.LibTorchRuntime.EnsureConfigured();
+            Console.WriteLine($"# oneDNN convolutions on: {Native.LibTorchRuntime.SetOneDnnForBenchmark(true)}");
+        }
         switch (args[1])
         {
             case "shares":
                 int only = Array.IndexOf(args, "--head");
+                bool inferenceShares = Array.IndexOf(args, "--inference") >= 0;
                 foreach (var head in only < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only + 1])])
-                    Shares(head, size, batch, steps, classes);
+                {
+                    if (inferenceShares)
+                        InferenceShares(head, size, batch, steps, classes);
+                    else
+                        Shares(head, size, batch, steps, classes);
+                }
                 break;
             case "ratio":
                 Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: true);
@@ -46,6 +58,15 @@ static class StepProfile
             case "inference":
                 Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: false);
                 Ratio(SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn, size, batch, steps, classes, training: false);
+                break;
+            case "onednn-check":
+                foreach (var head in Heads)
+                    CompareOneDnnForward(head, size, batch, steps, classes);
+                ScanOneDnnConvolutions();
+                break;
+            case "optimizer":
+                foreach (var head in Heads)
+                    OptimizerShare(head, size, batch, steps, classes);
                 break;
             case "nan":
                 FindNonFinite(Enum.Parse<SegmentationDecoder>(args[Array.IndexOf(args, "--head") + 1]), size, batch, steps, classes);
@@ -153,6 +174,47 @@ static class StepProfile
             Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** |");
     }
 
+    /// <summary>Per-row seconds of an eval-mode forward without autograd, then each row's median share of it.</summary>
+    static void InferenceShares(SegmentationDecoder head, int size, int batch, int steps, int classes)
+    {
+        using var setup = new Setup(head, size, batch, classes);
+        SectionHooks.Install(setup.Network);
+        setup.Network.eval();
+        var perCall = new List<(Dictionary<string, double> Forward, double Total)>();
+        for (int step = 0; step <= steps; step++)
+        {
+            var timeline = new StepTimeline();
+            OperatorProfile.Recorder = timeline;
+            long t0, t1;
+            try
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                t0 = Stopwatch.GetTimestamp();
+                _ = setup.Network.call(setup.Images);
+                t1 = Stopwatch.GetTimestamp();
+            }
+            finally
+            {
+                OperatorProfile.Recorder = null;
+            }
+            if (step > 0)
+                perCall.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), (t1 - t0) / (double)Stopwatch.Frequency));
+        }
+        var rows = perCall.SelectMany(c => c.Forward.Keys).Distinct()
+            .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row) / c.Total)),
+                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row)))))
+            .OrderByDescending(r => r.Share)
+            .ToList();
+        Console.WriteLine();
+        Console.WriteLine($"## ResNet-18 + {head}, inference: median {Median(perCall.Select(c => c.Total)) * 1000:F0} ms; load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine();
+        Console.WriteLine("| Row | Median time | Share |");
+        Console.WriteLine("|---|---:|---:|");
+        foreach (var (row, share, seconds) in rows)
+            Console.WriteLine($"| {row} | {seconds * 1000:F0} ms | **{share:P1}** |");
+    }
+
     /// <summary>Alternates steps (or inference calls) of the two heads; prints the median of the per-pair ratios.</summary>
     static void Ratio(SegmentationDecoder a, SegmentationDecoder b, int size, int batch, int steps, int classes, bool training)
     {
@@ -213,6 +275,152 @@ static class StepProfile
         }
         Console.WriteLine($"| {experiment} | {head} | {(inference ? "inference" : "training step")} | {size}² batch {batch} | A {Median(times.A) * 1000:F0} ms | B {Median(times.B) * 1000:F0} ms | " +
             $"B/A **{Median(ratios):F3}** (min {ratios.Min():F3}, max {ratios.Max():F3}, {ratios.Count} pairs) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    /// <summary>
+    /// Whole-network logits of eval-mode forwards with oneDNN's convolutions against ATen's, on a network with random
+    /// weights and on one with the ImageNet backbone (pretrained-like activations), for <paramref name="inputs"/> random
+    /// images each: the largest absolute difference, relative to the largest logit, the share of pixels whose argmax
+    /// differs, and non-finite values of either.
+    /// </summary>
+    static void CompareOneDnnForward(SegmentationDecoder head, int size, int batch, int inputs, int classes)
+    {
+        foreach (bool pretrained in new[] { false, true })
+        {
+            manual_seed(16);
+            var architecture = new SegmentationArchitecture
+            {
+                Backbone = pretrained ? SegmentationBackbone.ResNet18ImageNet : SegmentationBackbone.ResNet18,
+                Decoder = head, NumberOfClasses = classes, DecoderChannels = DecoderChannels,
+            };
+            using var network = SegmentationNetwork.Create(architecture, loadPretrainedWeights: pretrained);
+            network.eval();
+            double worstAbs = 0, worstRel = 0, worstLabels = 0;
+            int nonFinite = 0;
+            for (int i = 0; i < inputs; i++)
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();
+                var images = rand(batch, 3, size, size) * 255;
+                Native.LibTorchRuntime.SetOneDnnForBenchmark(false);
+                var aten = network.call(images);
+                Native.LibTorchRuntime.SetOneDnnForBenchmark(true);
+                var onednn = network.call(images);
+                Native.LibTorchRuntime.SetOneDnnForBenchmark(false);
+                nonFinite += (int)(~aten.isfinite()).sum().item<long>() + (int)(~onednn.isfinite()).sum().item<long>();
+                double abs = (aten - onednn).abs().max().item<float>(), scale = aten.abs().max().item<float>();
+                worstAbs = Math.Max(worstAbs, abs);
+                worstRel = Math.Max(worstRel, abs / scale);
+                worstLabels = Math.Max(worstLabels, aten.argmax(1).ne(onednn.argmax(1)).to(float32).mean().item<float>());
+            }
+            Console.WriteLine($"| {head} | {(pretrained ? "ImageNet backbone" : "random")} | {size}² batch {batch} × {inputs} | max |Δ| {worstAbs:G3} | " +
+                $"relative to max |logit| {worstRel:G3} | argmax differs {worstLabels:P4} | non-finite {nonFinite} | {File.ReadAllText("/proc/loadavg").Trim()} |");
+        }
+    }
+
+    /// <summary>
+    /// Time of the optimizer step alone against the whole training step, with the trainer's four AdamW groups
+    /// ({backbone, head} × {decayed, not decayed}); steps alternate whole step, optimizer step.
+    /// </summary>
+    static void OptimizerShare(SegmentationDecoder head, int size, int batch, int steps, int classes)
+    {
+        using var setup = new Setup(head, size, batch, classes);
+        using var optimizer = TrainerLikeAdamW(setup.Network);
+        var whole = new List<double>();
+        var optimizerOnly = new List<double>();
+        var flatOnly = new List<double>();
+        var overheadOnly = new List<double>();
+        // What a multi-tensor AdamW could save: TorchSharp's arithmetic on one contiguous buffer of all the values
+        // (the memory traffic without the per-tensor calls), and TorchSharp's AdamW on as many one-value tensors as
+        // the network has parameter tensors (the per-tensor calls without the memory traffic).
+        long values = setup.Network.parameters().Sum(p => p.numel());
+        using var flatParameters = randn(values);
+        using var flatGradients = randn(values);
+        using var flatAverage = zeros(values);
+        using var flatSquares = zeros(values);
+        var tiny = setup.Network.parameters().Select(_ => new Parameter(randn(1))).ToList();
+        using var tinyOptimizer = optim.AdamW(tiny, lr: 1e-3);
+        using (var tinyScope = NewDisposeScope())
+            stack(tiny).square().sum().backward();
+        for (int step = 0; step <= steps; step++)
+        {
+            setup.Network.train();
+            using var scope = NewDisposeScope();
+            long t0 = Stopwatch.GetTimestamp();
+            optimizer.zero_grad();
+            nn.functional.cross_entropy(setup.Network.call(setup.Images), setup.Labels, ignore_index: 255).backward();
+            long t1 = Stopwatch.GetTimestamp();
+            optimizer.step();
+            long t2 = Stopwatch.GetTimestamp();
+            using (no_grad())
+            {
+                flatParameters.mul_(1 - 1e-5);
+                flatAverage.mul_(0.9).add_(flatGradients, alpha: 0.1);
+                flatSquares.mul_(0.999).addcmul_(flatGradients, flatGradients, value: 0.001);
+                flatParameters.addcdiv_(flatAverage, (flatSquares.sqrt() / 0.5).add_(1e-8), value: -1e-3);
+            }
+            long t3 = Stopwatch.GetTimestamp();
+            tinyOptimizer.step();
+            long t4 = Stopwatch.GetTimestamp();
+            if (step == 0)
+                continue;
+            overheadOnly.Add((t4 - t3) / (double)Stopwatch.Frequency);
+            flatOnly.Add((t3 - t2) / (double)Stopwatch.Frequency);
+            whole.Add((t2 - t0) / (double)Stopwatch.Frequency);
+            optimizerOnly.Add((t2 - t1) / (double)Stopwatch.Frequency);
+        }
+        var parameters = setup.Network.parameters().ToList();
+        Console.WriteLine($"| {head} | width {DecoderChannels?.ToString(CultureInfo.InvariantCulture) ?? "default"} | {parameters.Count} tensors, {parameters.Sum(p => p.numel()) / 1e6:F2} M values | " +
+            $"step {Median(whole) * 1000:F0} ms | AdamW {Median(optimizerOnly) * 1000:F1} ms (min {optimizerOnly.Min() * 1000:F1}) | **{Median(optimizerOnly) / Median(whole):P1}** | " +
+            $"one flat buffer {Median(flatOnly) * 1000:F1} ms (min {flatOnly.Min() * 1000:F1}) | " +
+            $"one-value tensors {Median(overheadOnly) * 1000:F2} ms (min {overheadOnly.Min() * 1000:F2}) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    /// <summary>TorchSharp's AdamW with the trainer's groups: {backbone, head} × {decayed, not decayed} (TrainingRun.BuildOptimizer).</summary>
+    static optim.Optimizer TrainerLikeAdamW(SegmentationNetwork network)
+    {
+        var groups = new List<AdamW.ParamGroup>();
+        foreach (var parameters in new[] { network.BackboneParameters().ToArray(), network.DecoderParameters().ToArray() })
+        {
+            groups.Add(new AdamW.ParamGroup(parameters.Where(p => p.dim() > 1), lr: 1e-3, weight_decay: 0.01));
+            groups.Add(new AdamW.ParamGroup(parameters.Where(p => p.dim() <= 1), lr: 1e-3, weight_decay: 0));
+        }
+        return optim.AdamW(groups, lr: 1e-3);
+    }
+
+    /// <summary>
+    /// Single convolutions (random weights and inputs) run by oneDNN and by ATen: prints every shape whose outputs
+    /// differ by more than 1e-4 of the largest output. On the AVX-512 host of docs/decisions.md (libtorch 2.10,
+    /// oneDNN 3.7.1) the 3×3 ones with 20, 24 or 40 input channels differ by 14–56 % (2026-12-06).
+    /// </summary>
+    static void ScanOneDnnConvolutions()
+    {
+        using var noGrad = no_grad();
+        int wrong = 0, shapes = 0;
+        foreach (int kernel in new[] { 1, 3 })
+        foreach (int size in new[] { 8, 16, 33 })
+        foreach (int inChannels in new[] { 3, 8, 12, 16, 20, 24, 32, 40, 48, 64, 96 })
+        foreach (int outChannels in new[] { 8, 25, 32 })
+        foreach (int batch in new[] { 1, 2, 8 })
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(inChannels * 100 + outChannels);
+            using var conv = nn.Conv2d(inChannels, outChannels, kernel, padding: kernel / 2);
+            var x = randn(batch, inChannels, size, size);
+            Native.LibTorchRuntime.SetOneDnnForBenchmark(false);
+            var aten = conv.call(x);
+            Native.LibTorchRuntime.SetOneDnnForBenchmark(true);
+            var onednn = conv.call(x);
+            Native.LibTorchRuntime.SetOneDnnForBenchmark(false);
+            double relative = (aten - onednn).abs().max().item<float>() / aten.abs().max().item<float>();
+            shapes++;
+            if (relative > 1e-4 || !double.IsFinite(relative))
+            {
+                wrong++;
+                Console.WriteLine($"| conv {kernel}×{kernel} | {inChannels} → {outChannels} | {batch}×{size}² | oneDNN differs by {relative:P1} of the largest output |");
+            }
+        }
+        Console.WriteLine($"# oneDNN convolutions: {wrong} of {shapes} shapes differ from ATen's by more than 1e-4 of the largest output");
     }
 
     static void FindNonFinite(SegmentationDecoder head, int size, int batch, int steps, int classes)
