@@ -59,8 +59,16 @@ static class QualityBenchmark
         ["defaults-ch256"] = o => o.DecoderChannels = 256,
         ["defaults-paper-aug"] = o => o.Augmentation = new AugmentationOptions { FlipProbability = 0 },
         ["defaults-backbone1e-4"] = o => { o.LearningRate = 1e-4; o.HeadLearningRateMultiplier = 10; },
-        ["defaults-random-init"] = o => { o.Backbone = SegmentationBackbone.ResNet18; o.PretrainedWeightsPath = null; o.FreezeBatchNorm = false; },
+        ["defaults-random-init"] = RandomInit,
+        ["defaults-random-init-lr3e-3"] = o => { RandomInit(o); o.LearningRate = 3e-3; },
     };
+
+    static void RandomInit(SemanticSegmentationTrainer.Options o)
+    {
+        o.Backbone = SegmentationBackbone.ResNet18;
+        o.PretrainedWeightsPath = null;
+        o.FreezeBatchNorm = false;
+    }
 
     static float[] BackgroundWeight(int classes, float weight) => Enumerable.Range(0, classes).Select(c => c == 0 ? weight : 1f).ToArray();
 
