@@ -1,3 +1,4 @@
+using MLNetFreqFusion.Operators;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -73,5 +74,5 @@ internal sealed class ConvModule : Module<Tensor, Tensor>
         init.kaiming_normal_(conv.weight!, mode: init.FanInOut.FanOut, nonlinearity: init.NonlinearityType.ReLU);
     }
 
-    public override Tensor forward(Tensor x) => functional.relu(bn.call(conv.call(x)));
+    public override Tensor forward(Tensor x) => functional.relu(bn.call(BandedConvolution.Forward(conv, x)));
 }

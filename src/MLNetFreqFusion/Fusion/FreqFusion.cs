@@ -112,29 +112,29 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         {
             // Initial AHPF sharpens the compressed hr feature; the initial ALPF then up-samples the kernel logits
             // predicted at low resolution instead of repeating them.
-            var highpassFromHr = content_encoder2!.call(compressedHr);
+            var highpassFromHr = BandedConvolution.Forward(content_encoder2!, compressedHr);
             var initialHighpass = KernelNormalizer.Normalize(highpassFromHr, kh, hamming_highpass);
             compressedHr = compressedHr + compressedHr - Reassemble(compressedHr, initialHighpass, kh, 1);
 
-            var lowpassFromHr = content_encoder.call(compressedHr);
+            var lowpassFromHr = BandedConvolution.Forward(content_encoder, compressedHr);
             var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
-            maskLr = lowpassFromHr + Reassemble(content_encoder.call(compressedLr), initialLowpass, kl, 2);
+            maskLr = lowpassFromHr + Reassemble(BandedConvolution.Forward(content_encoder, compressedLr), initialLowpass, kl, 2);
 
             var fusedLowpass = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
-            maskHr = highpassFromHr + Reassemble(content_encoder2.call(compressedLr), fusedLowpass, kl, 2);
+            maskHr = highpassFromHr + Reassemble(BandedConvolution.Forward(content_encoder2!, compressedLr), fusedLowpass, kl, 2);
         }
         else if (o.SemiConv)
         {
-            maskLr = content_encoder.call(compressedHr) + Nearest2x(content_encoder.call(compressedLr));
+            maskLr = BandedConvolution.Forward(content_encoder, compressedHr) + Nearest2x(BandedConvolution.Forward(content_encoder, compressedLr));
             if (content_encoder2 is not null)
-                maskHr = content_encoder2.call(compressedHr) + Nearest2x(content_encoder2.call(compressedLr));
+                maskHr = BandedConvolution.Forward(content_encoder2, compressedHr) + Nearest2x(BandedConvolution.Forward(content_encoder2, compressedLr));
         }
         else
         {
             var compressed = Nearest2x(compressedLr) + compressedHr;
-            maskLr = content_encoder.call(compressed);
+            maskLr = BandedConvolution.Forward(content_encoder, compressed);
             if (content_encoder2 is not null)
-                maskHr = content_encoder2.call(compressed);
+                maskHr = BandedConvolution.Forward(content_encoder2, compressed);
         }
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);

@@ -88,8 +88,8 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             hrDirection = hrScope = cat(new[] { hr, hrSim }, 1);
             lrDirection = lrScope = cat(new[] { lr, lrSim }, 1);
         }
-        var direction = offset.call(lrDirection) + nn.functional.pixel_unshuffle(hr_offset.call(hrDirection), Scale);
-        var scope = direct_scale.call(lrScope) + nn.functional.pixel_unshuffle(hr_direct_scale.call(hrScope), Scale);
+        var direction = BandedConvolution.Forward(offset, lrDirection) + nn.functional.pixel_unshuffle(BandedConvolution.Forward(hr_offset, hrDirection), Scale);
+        var scope = BandedConvolution.Forward(direct_scale, lrScope) + nn.functional.pixel_unshuffle(BandedConvolution.Forward(hr_direct_scale, hrScope), Scale);
         return Sample(featToSample, direction * scope.sigmoid() + init_pos);
     }
 

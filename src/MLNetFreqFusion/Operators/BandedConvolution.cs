@@ -1,0 +1,58 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Operators;
+
+/// <summary>
+/// A convolution module's forward computed over bands of output rows when its input is large. With oneDNN off
+/// (docs/decisions.md) libtorch's CPU convolution is im2col + one matrix product, with one column buffer of
+/// batch × in-channels × kernel area × output pixels; measured on the CI host (docs/benchmarks.md §11), a 3×3
+/// convolution whose buffer passes a few tens of megabytes runs 6–28× slower than the same convolution over bands of
+/// rows whose buffers stay small (128 → 100 channels at 128×128: 0.9 s whole, 0.16 s in 8 bands). Each output is the
+/// same dot product either way, so the forward result is identical; gradients differ only in the order their band
+/// sums are added.
+/// </summary>
+internal static class BandedConvolution
+{
+    /// <summary>Column buffer per band; whole convolutions up to twice this run as they are.</summary>
+    internal const long MaxColumnBytes = 8L << 20;
+
+    /// <summary>
+    /// <paramref name="conv"/>(<paramref name="x"/>). Banded when the convolution is spatial, ungrouped, zero-padded
+    /// with explicit padding, and its column buffer exceeds 2 × <paramref name="maxColumnBytes"/>; otherwise the
+    /// module's own forward.
+    /// </summary>
+    public static Tensor Forward(Conv2d conv, Tensor x, long maxColumnBytes = MaxColumnBytes)
+    {
+        var bands = Bands(conv, x, maxColumnBytes);
+        if (bands.Count < 2)
+            return conv.call(x);
+        using var scope = NewDisposeScope();
+        long ph = conv.padding![0], pw = conv.padding[1], sh = conv.stride[0], dh = conv.dilation[0], kh = conv.kernel_size[0];
+        var padded = ph == 0 && pw == 0 ? x : nn.functional.pad(x, new[] { pw, pw, ph, ph });
+        var parts = bands.Select(b => nn.functional.conv2d(
+            padded.narrow(2, b.Start * sh, (b.End - 1 - b.Start) * sh + dh * (kh - 1) + 1),
+            conv.weight!, conv.bias, strides: conv.stride, padding: new long[] { 0, 0 }, dilation: conv.dilation)).ToList();
+        return scope.MoveToOuter(cat(parts, 2));
+    }
+
+    /// <summary>The output-row ranges [Start, End) the forward computes one at a time; one range when it is not banded.</summary>
+    internal static IReadOnlyList<(long Start, long End)> Bands(Conv2d conv, Tensor x, long maxColumnBytes)
+    {
+        long kh = conv.kernel_size[0], kw = conv.kernel_size[1];
+        if (x.dim() != 4 || kh * kw == 1 || conv.groups != 1 || conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros
+            || conv.padding is not { Length: 2 } || conv.weight is null)
+            return [(0, long.MaxValue)];
+        long outH = (x.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (kh - 1) - 1) / conv.stride[0] + 1;
+        long outW = (x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (kw - 1) - 1) / conv.stride[1] + 1;
+        long rowBytes = x.shape[0] * x.shape[1] * kh * kw * outW * x.element_size();
+        if (outH < 2 || rowBytes * outH <= 2 * maxColumnBytes)
+            return [(0, outH)];
+        long rows = Math.Max(1, maxColumnBytes / rowBytes);
+        var bands = new List<(long, long)>();
+        for (long start = 0; start < outH; start += rows)
+            bands.Add((start, Math.Min(outH, start + rows)));
+        return bands;
+    }
+}
