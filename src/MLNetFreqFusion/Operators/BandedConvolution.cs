@@ -32,8 +32,8 @@ internal static class BandedConvolution
         long ph = conv.padding![0], pw = conv.padding[1], sh = conv.stride[0], dh = conv.dilation[0], kh = conv.kernel_size[0];
         var padded = ph == 0 && pw == 0 ? x : nn.functional.pad(x, new[] { pw, pw, ph, ph });
         // The input rows split into one chunk per band, each band its chunk plus the halo rows of the next one (Bands
-        // keeps a band at least a halo long): the backward of a slice of the whole input would zero-fill a gradient the
-        // size of the whole input for every band, which made training at 512² slower than unbanded.
+        // keeps a band at least a halo long): the backward of a slice of the whole input zero-fills a gradient the size
+        // of the whole input for every band (docs/benchmarks.md §11).
         long[] starts = bands.Select(b => b.Start * sh).ToArray();
         var lengths = starts.Select((s, i) => (i + 1 < starts.Length ? starts[i + 1] : padded.shape[2]) - s).ToArray();
         var chunks = padded.split(lengths, 2);
