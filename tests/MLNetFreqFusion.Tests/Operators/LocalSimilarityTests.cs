@@ -36,4 +36,90 @@ public sealed class LocalSimilarityTests
         Assert.AreEqual(1.0, similarities[0, 7, 2, 2].item<double>(), 1e-12);
         Assert.AreEqual(0.0, similarities[0, 7, 3, 2].item<double>());
     }
+
+    /// <summary>The straightforward autograd formulation (the operator's first version): pad the unit vectors, one product per neighbour.</summary>
+    static Tensor Oracle(Tensor x, int window, int dilation)
+    {
+        long h = x.shape[2], w = x.shape[3];
+        int reach = window / 2 * dilation;
+        var unit = x / linalg.vector_norm(x, 2, new long[] { 1 }, keepdim: true).clamp_min(1e-8);
+        var padded = nn.functional.pad(unit, new long[] { reach, reach, reach, reach });
+        var similarities = new List<Tensor>();
+        for (int i = 0; i < window; i++)
+            for (int j = 0; j < window; j++)
+                if (i != window / 2 || j != window / 2)
+                    similarities.Add((unit * padded[.., .., (i * dilation)..(i * dilation + (int)h), (j * dilation)..(j * dilation + (int)w)]).sum(1));
+        return stack(similarities, 1);
+    }
+
+    static void AssertClose(Tensor expected, Tensor actual, string what)
+    {
+        CollectionAssert.AreEqual(expected.shape, actual.shape, what);
+        // Relative as well as absolute: the gradient at an all-zero pixel is divided by the clamped norm, 1e-8.
+        double difference = (expected - actual).abs().max().item<double>();
+        Assert.IsTrue(actual.allclose(expected, rtol: 1e-12, atol: 1e-10), $"{what}: max difference {difference:G3}");
+    }
+
+    [TestMethod]
+    [DataRow(2, 5, 6, 7, 3, 2, 1L, DisplayName = "B=2, odd width, one-row bands")]
+    [DataRow(2, 5, 6, 7, 3, 2, DefaultBudget, DisplayName = "B=2, odd width, default budget")]
+    [DataRow(1, 3, 9, 5, 3, 2, 300L, DisplayName = "odd height and width, bands of two rows")]
+    [DataRow(2, 4, 1, 6, 3, 2, 1L, DisplayName = "one row, smaller than the reach")]
+    [DataRow(1, 4, 2, 3, 3, 2, 1L, DisplayName = "2×3 map, smaller than the reach")]
+    [DataRow(2, 3, 3, 1, 3, 2, 1L, DisplayName = "one column")]
+    [DataRow(1, 6, 3, 3, 3, 2, DefaultBudget, DisplayName = "3×3 map, default budget")]
+    [DataRow(2, 4, 11, 8, 5, 1, 1600L, DisplayName = "window 5, dilation 1, bands of three rows")]
+    [DataRow(1, 2, 7, 7, 3, 3, 1L, DisplayName = "dilation 3")]
+    public void ForwardAndGradientEqualTheStraightforwardAutogradFormulation(int b, int c, int h, int w, int window, int dilation, long bandBytes)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11 + h * 7 + w);
+        var x = randn(new long[] { b, c, h, w }, float64);
+        // A pixel with all channels zero exercises the clamped norm.
+        x[0, .., 0, 0] = zeros(c, float64);
+        var g = randn(new long[] { b, (long)window * window - 1, h, w }, float64);
+
+        var xOracle = x.detach().clone().requires_grad_();
+        var expected = Oracle(xOracle, window, dilation);
+        expected.backward(new[] { g });
+
+        var xBanded = x.detach().clone().requires_grad_();
+        var actual = LocalSimilarity.Cosine(xBanded, window, dilation, bandBytes);
+        actual.backward(new[] { g });
+
+        AssertClose(expected, actual, "similarities");
+        AssertClose(xOracle.grad!, xBanded.grad!, "gradient");
+    }
+
+    const long DefaultBudget = LocalSimilarity.DefaultBandBytes;
+
+    [TestMethod]
+    public void GradientOfASumOfSelectedNeighboursIsThatOfTheAutogradFormulation()
+    {
+        // A loss that reads only some outputs: gradOutput arrives expanded or sparse, not as a dense random tensor.
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        var x = randn(new long[] { 2, 4, 5, 6 }, float64);
+        var xOracle = x.detach().clone().requires_grad_();
+        Oracle(xOracle, 3, 2)[.., 2..5].sum().backward();
+        var xBanded = x.detach().clone().requires_grad_();
+        LocalSimilarity.Cosine(xBanded, 3, 2, bandBytes: 1)[.., 2..5].sum().backward();
+        AssertClose(xOracle.grad!, xBanded.grad!, "gradient");
+    }
+
+    [TestMethod]
+    public void InferenceWithoutGradientsGivesTheSameValuesAndNoGraph()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        var x = randn(new long[] { 2, 5, 7, 6 }, float64).requires_grad_();
+        var expected = Oracle(x.detach(), 3, 2);
+        using (no_grad())
+        {
+            var banded = LocalSimilarity.Cosine(x, 3, 2, bandBytes: 1);
+            Assert.IsFalse(banded.requires_grad);
+            AssertClose(expected, banded, "no_grad");
+            AssertClose(expected, LocalSimilarity.Cosine(x), "no_grad, default budget");
+        }
+    }
 }
