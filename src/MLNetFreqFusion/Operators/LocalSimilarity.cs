@@ -14,16 +14,18 @@ internal static class LocalSimilarity
     /// <summary>
     /// Upper bound of one band's per-neighbour product, in bytes. Full-size temporaries at 256 channels and 128² (16 MB
     /// per image) are trimmed back to the system when freed or, from 32 MB, always fresh mappings, so every call paid
-    /// their page faults again; bands this size are reused from the heap. Measured on 2 cores, 1 MB bands took up to 1.7× the time of 4 MB ones in forward, the per-call overhead of
-    /// 8 small operations per band, and 8–16 MB gained little more.
+    /// their page faults again; bands this size are reused from the heap. Measured on 2 cores, 1 MB bands took up to
+    /// 1.7× the time of 4 MB ones in forward, the per-call overhead of 8 small operations per band, and 8–16 MB gained
+    /// little more.
     /// </summary>
     internal const long DefaultBandBytes = 4L << 20;
 
     /// <summary>
     /// Cosine similarity over channels of every pixel with its window×window neighbours spaced <paramref name="dilation"/>
     /// apart (neighbours outside the map are zero, so their similarity is 0), centre left out, neighbours in row-major
-    /// order: [B, C, H, W] → [B, window² − 1, H, W]. Forward and backward work on bands of rows, so besides the output
-    /// and the gradient their temporaries stay within about <paramref name="bandBytes"/>.
+    /// order: [B, C, H, W] → [B, window² − 1, H, W]. The dot products run, forward and backward, over bands of rows,
+    /// so no neighbour needs a temporary larger than about <paramref name="bandBytes"/>; the full-size tensors are
+    /// the unit vectors, the normalisation's own autograd and the gradient.
     /// </summary>
     /// <param name="x">Features [B, C, H, W].</param>
     /// <param name="window">Odd window size.</param>
