@@ -32,6 +32,8 @@ static class StepProfile
         int channels = Option(args, "--channels", 0);
         DecoderChannels = channels > 0 ? channels : null;
         Console.WriteLine($"# {args[1]} at {size}², batch {batch}, {steps} measured steps, {classes} classes; {MachineInfo.Describe()}");
+        if (Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is { Length: > 0 } tunables)
+            Console.WriteLine($"# GLIBC_TUNABLES={tunables}");
         if (Array.IndexOf(args, "--onednn") >= 0)
         {
             // The library switches oneDNN off when its first network is built; switch it back on after that.
@@ -52,6 +54,9 @@ static class StepProfile
                 }
                 break;
             case "ratio":
+                // What TrainingRun sets before its first step (docs/decisions.md): the trainer's allocator, not glibc's defaults.
+                Native.LibTorchRuntime.KeepFreedMemoryForTraining();
+                Console.WriteLine("# glibc allocator as the trainer sets it (LibTorchRuntime.KeepFreedMemoryForTraining)");
                 Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: true);
                 Ratio(SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn, size, batch, steps, classes, training: true);
                 break;
@@ -222,18 +227,37 @@ static class StepProfile
         using var second = new Setup(b, size, batch, classes);
         var ratios = new List<double>();
         var times = (A: new List<double>(), B: new List<double>());
+        var faults = (A: new List<double>(), B: new List<double>());
         for (int step = 0; step <= steps; step++)
         {
-            double ta = Time(first, training), tb = Time(second, training);
+            long f0 = MinorPageFaults();
+            double ta = Time(first, training);
+            long f1 = MinorPageFaults();
+            double tb = Time(second, training);
+            long f2 = MinorPageFaults();
             if (step == 0)
                 continue;
             times.A.Add(ta);
             times.B.Add(tb);
+            faults.A.Add(f1 - f0);
+            faults.B.Add(f2 - f1);
             ratios.Add(ta / tb);
         }
         string what = training ? "training step" : "inference (eval, no autograd)";
         Console.WriteLine($"| {a} / {b} | {what} | {size}² batch {batch} | {Median(times.A) * 1000:F0} ms | {Median(times.B) * 1000:F0} ms | " +
-            $"**{Median(ratios):F2}** (min {ratios.Min():F2}, max {ratios.Max():F2}, {ratios.Count} pairs) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+            $"**{Median(ratios):F2}** (min {ratios.Min():F2}, max {ratios.Max():F2}, {ratios.Count} pairs) | " +
+            $"{Median(faults.A):F0} / {Median(faults.B):F0} | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    /// <summary>
+    /// The process's minor page faults so far (/proc/self/stat, field 10): on the CI host's VM each costs microseconds,
+    /// so a step that maps fresh memory for its large tensors pays for it in faults (docs/benchmarks.md §12).
+    /// </summary>
+    static long MinorPageFaults()
+    {
+        string stat = File.ReadAllText("/proc/self/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[7], CultureInfo.InvariantCulture);
     }
 
     /// <summary>

@@ -15,27 +15,28 @@ internal static class Carafe
     /// <summary>
     /// The memory-lean formulation, with its own backward pass that saves only the two inputs. Without up-sampling it
     /// accumulates over the k² window offsets, each a view of the padded input. When up-sampling, it works on bands of
-    /// source rows: it gathers each pixel's k×k window channels-last and multiplies it by the pixel's up² sub-pixel
-    /// kernels in one batched matrix product. Extra memory is the padded input, one band's windows (at most
-    /// <see cref="GemmBlockBytes"/> unless a single row needs more) and the output, never the k²·up²-times larger
-    /// unfolded tensor.
+    /// source rows and channels: it gathers each pixel's k×k window channels-last, multiplies it by the pixel's up²
+    /// sub-pixel kernels in one batched matrix product and writes the products straight into the output. Extra memory
+    /// is the padded input and one block's windows (at most <see cref="GemmBlockBytes"/> unless a single channel's row
+    /// needs more), never the k²·up²-times larger unfolded tensor.
     /// </summary>
     /// <param name="x">Source features [B, C, h, w].</param>
     /// <param name="kernels">Normalised reassembly kernels [B, G·k², up·h, up·w].</param>
     /// <param name="kernelSize">Odd window size k.</param>
     /// <param name="upFactor">Up-sampling factor (1 keeps the resolution).</param>
     /// <param name="padding">What the window reads outside the map.</param>
+    /// <param name="blockBytes">Upper bound of one block's gathered windows when up-sampling; tests pass less to force many blocks.</param>
     /// <returns>The reassembled features [B, C, up·h, up·w].</returns>
-    public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding)
+    public static Tensor Lean(Tensor x, Tensor kernels, int kernelSize, int upFactor, CarafePadding padding, long blockBytes = GemmBlockBytes)
     {
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, upFactor, padding);
-        var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding);
+        var geometry = new Geometry(b, c, h, w, groups, kernelSize, upFactor, padding, blockBytes);
         // Measured (docs/benchmarks.md, profile): up-sampling is 2–12× faster as batched products over gathered windows;
         // at up 1 there is one kernel per pixel, the products degenerate to vectors and the k² passes win.
         return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }
 
-    sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding)
+    sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding, long BlockBytes)
     {
         public long ChannelsPerGroup => C / Groups;
         public long Phases => (long)Up * Up;
@@ -136,21 +137,28 @@ internal static class Carafe
         return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Upper bound of one band's gathered windows, in bytes: few, large products, with the band in cache.</summary>
-    const long GemmBlockBytes = 8L << 20;
+    /// <summary>
+    /// Upper bound of one block's gathered windows, in bytes: large enough for few, large products, small enough to stay
+    /// in cache and, on glibc, below the sizes it returns to the kernel on free (docs/benchmarks.md §12).
+    /// </summary>
+    internal const long GemmBlockBytes = 1L << 20;
 
     /// <summary>
-    /// The blocks the GEMM formulation works on: one kernel group's channels over a band of source rows, the band as
-    /// tall as <see cref="GemmBlockBytes"/> allows for its gathered windows (at least one row). Bands keep each pixel's
-    /// channels contiguous, so every gather and scatter moves whole channel runs.
+    /// The blocks the GEMM formulation works on: a run of one kernel group's channels over a band of source rows, as
+    /// many channels (all of the group's when they fit) and then as many rows as the geometry's block bytes
+    /// (<see cref="GemmBlockBytes"/> unless a test asks for less) allow for the gathered windows, at least one of each.
+    /// Blocks keep each pixel's channels contiguous, so every gather and scatter moves whole channel runs.
     /// </summary>
     static IEnumerable<Block> Blocks(Geometry g)
     {
-        long perRow = g.B * g.W * (long)g.K * g.K * g.ChannelsPerGroup * sizeof(float);
-        long rows = Math.Clamp(GemmBlockBytes / Math.Max(1, perRow), 1, g.H);
+        long perChannelRow = g.B * g.W * (long)g.K * g.K * sizeof(float);
+        long channels = Math.Clamp(g.BlockBytes / perChannelRow, 1, g.ChannelsPerGroup);
+        long rows = Math.Clamp(g.BlockBytes / (perChannelRow * channels), 1, g.H);
         for (long group = 0; group < g.Groups; group++)
             for (long row = 0; row < g.H; row += rows)
-                yield return new Block((int)group, (int)(group * g.ChannelsPerGroup), (int)g.ChannelsPerGroup, (int)row, (int)Math.Min(rows, g.H - row));
+                for (long channel = 0; channel < g.ChannelsPerGroup; channel += channels)
+                    yield return new Block((int)group, (int)(group * g.ChannelsPerGroup + channel), (int)Math.Min(channels, g.ChannelsPerGroup - channel),
+                        (int)row, (int)Math.Min(rows, g.H - row));
     }
 
     readonly record struct Block(int Group, int Channel, int Channels, int Row, int Rows)
@@ -186,41 +194,39 @@ internal static class Carafe
         using var scope = NewDisposeScope();
         var paddedLast = Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous();
         var rows = KernelRows(kernels, g);
-        var blocks = Blocks(g).ToList();
-        // [B, h, w, up², C]: the products' layout; one copy at the end interleaves the phases into the output.
-        Tensor result;
-        if (blocks.Count == 1)
+        // Each block's products land in their place of the output through a channels-last view of it: a whole-size
+        // product buffer and its transposition into the output would be two more allocations of the output's size,
+        // which on the CI host cost more in page faults than the products themselves (docs/benchmarks.md §12).
+        var output = empty(new[] { g.B, g.C, g.Up * g.H, g.Up * g.W }, dtype: x.dtype, device: x.device);
+        using var outputLast = PhasesLast(output, g);
+        foreach (var block in Blocks(g))
         {
-            result = bmm(BlockRows(rows, g, blocks[0]), Windows(paddedLast, g, blocks[0]));
+            using var product = bmm(BlockRows(rows, g, block), Windows(paddedLast, g, block));
+            using var target = outputLast[.., block.RowRange, .., .., .., block.ChannelRange];
+            target.copy_(product.view(g.B, block.Rows, g.W, g.Up, g.Up, block.Channels));
         }
-        else
-        {
-            result = empty(new[] { g.B, g.H, g.W, g.Phases, g.C }, dtype: x.dtype, device: x.device);
-            foreach (var block in blocks)
-            {
-                using var product = bmm(BlockRows(rows, g, block), Windows(paddedLast, g, block));
-                using var target = result[.., block.RowRange, .., .., block.ChannelRange];
-                target.copy_(product.view(g.B, block.Rows, g.W, g.Phases, block.Channels));
-            }
-        }
-        return result.view(g.B, g.H, g.W, g.Up, g.Up, g.C).permute(0, 5, 1, 3, 2, 4)
-            .reshape(g.B, g.C, g.Up * g.H, g.Up * g.W).MoveToOuterDisposeScope();
+        return output.MoveToOuterDisposeScope();
     }
+
+    /// <summary>[B, C, up·h, up·w] seen as [B, h, w, up, up, C]: per source pixel, its sub-pixel phases and channels.</summary>
+    static Tensor PhasesLast(Tensor t, Geometry g) =>
+        t.view(g.B, g.C, g.H, g.Up, g.W, g.Up).permute(0, 2, 4, 3, 5, 1);
 
     static (Tensor? GradX, Tensor? GradKernels) GemmBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)
     {
         using var scope = NewDisposeScope();
         long k2 = (long)g.K * g.K, hp = g.H + 2 * g.Pad, wp = g.W + 2 * g.Pad;
-        // [B, C, up·h, up·w] → [B, h, w, up², C], the layout of the forward's products.
-        var grad = gradOutput.view(g.B, g.C, g.H, g.Up, g.W, g.Up).permute(0, 2, 4, 3, 5, 1).reshape(g.B, g.H, g.W, g.Phases, g.C);
+        // The forward's product layout, gathered block by block rather than as a whole-size copy.
+        var grad = PhasesLast(gradOutput, g);
         var paddedLast = needKernels ? Pad(x, g.Pad, g.Padding).permute(0, 2, 3, 1).contiguous() : null;
         var rows = needX ? KernelRows(kernels, g) : null;
-        var gradRows = needKernels ? empty(new[] { g.B, g.Groups, g.H, g.W, g.Phases, k2 }, dtype: kernels.dtype, device: kernels.device) : null;
+        // Added to, because a group whose channels span several blocks collects its kernel gradient from each of them.
+        var gradRows = needKernels ? zeros(new[] { g.B, g.Groups, g.H, g.W, g.Phases, k2 }, dtype: kernels.dtype, device: kernels.device) : null;
         var gradPaddedLast = needX ? zeros(new[] { g.B, hp, wp, g.C }, dtype: x.dtype, device: x.device) : null;
         foreach (var block in Blocks(g))
         {
             long n = g.B * block.Rows * g.W;
-            using var gradBand = grad[.., block.RowRange, .., .., block.ChannelRange];
+            using var gradBand = grad[.., block.RowRange, .., .., .., block.ChannelRange];
             using var gradBlock = gradBand.reshape(n, g.Phases, block.Channels);
             if (gradRows is not null)
             {
@@ -228,7 +234,7 @@ internal static class Carafe
                 using var windows = Windows(paddedLast!, g, block);
                 using var tapGrad = bmm(gradBlock, windows.transpose(1, 2));
                 using var target = gradRows[.., block.Group, block.RowRange];
-                target.copy_(tapGrad.view(g.B, block.Rows, g.W, g.Phases, k2));
+                target.add_(tapGrad.view(g.B, block.Rows, g.W, g.Phases, k2));
             }
             if (gradPaddedLast is not null)
             {

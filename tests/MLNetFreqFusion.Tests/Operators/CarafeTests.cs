@@ -30,7 +30,7 @@ public sealed class CarafeTests
             var kernels = rand(new[] { b, groups * k * k, up * h, up * w }, float64);
             var cotangent = randn(new[] { b, c, up * h, up * w }, float64);
 
-            var (leanOut, leanGradX, leanGradKernels) = RunWithGradients(Carafe.Lean, x, kernels, cotangent, k, up, padding);
+            var (leanOut, leanGradX, leanGradKernels) = RunWithGradients((a, m, kk, u, p) => Carafe.Lean(a, m, kk, u, p), x, kernels, cotangent, k, up, padding);
             var (unfoldOut, unfoldGradX, unfoldGradKernels) = RunWithGradients(Carafe.Unfold, x, kernels, cotangent, k, up, padding);
 
             string what = $"k={k} {padding} up={up} groups={groups} x=[{b}, {c}, {h}, {w}]";
@@ -41,6 +41,36 @@ public sealed class CarafeTests
             cases++;
         }
         Assert.AreEqual(24, cases);
+    }
+
+    /// <summary>
+    /// Up-sampling works on blocks of source rows and channels within a kernel group and writes each block into its
+    /// place of the output; with blocks of one row and one channel every block boundary, batch and phase must land where
+    /// the unfold formulation puts it, and each group's kernel gradient must collect every channel's share.
+    /// </summary>
+    [TestMethod]
+    public void UpSamplingInBlocksOfOneRowAndOneChannelEqualsUnfold()
+    {
+        var random = new Random(20261206);
+        manual_seed(8);
+        foreach (int k in new[] { 3, 5 })
+        foreach (var padding in new[] { CarafePadding.Reflect, CarafePadding.Zeros })
+        {
+            using var scope = NewDisposeScope();
+            int groups = random.Next(1, 4);
+            long b = 2, c = groups * random.Next(1, 4), h = random.Next(k / 2 + 2, 9), w = random.Next(k / 2 + 1, 9);
+            var x = randn(new[] { b, c, h, w }, float64);
+            var kernels = rand(new[] { b, groups * k * k, 2 * h, 2 * w }, float64);
+            var cotangent = randn(new[] { b, c, 2 * h, 2 * w }, float64);
+
+            var (blockOut, blockGradX, blockGradKernels) = RunWithGradients((a, m, kk, u, p) => Carafe.Lean(a, m, kk, u, p, blockBytes: 1), x, kernels, cotangent, k, 2, padding);
+            var (unfoldOut, unfoldGradX, unfoldGradKernels) = RunWithGradients(Carafe.Unfold, x, kernels, cotangent, k, 2, padding);
+
+            string what = $"k={k} {padding} groups={groups} x=[{b}, {c}, {h}, {w}], one-row one-channel blocks";
+            AssertClose(unfoldOut, blockOut, $"{what}: forward");
+            AssertClose(unfoldGradX, blockGradX, $"{what}: d/dx");
+            AssertClose(unfoldGradKernels, blockGradKernels, $"{what}: d/dkernels");
+        }
     }
 
     /// <summary>
