@@ -86,7 +86,7 @@ internal static class LibTorchRuntime
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int MallOpt(int parameter, int value);
 
-    const int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3;
+    const int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3, M_MMAP_MAX = -4;
     static bool _allocatorConfigured;
 
     /// <summary>
@@ -97,9 +97,12 @@ internal static class LibTorchRuntime
     /// step. glibc's defaults hand every buffer above a threshold that grows only to the largest freed block back to
     /// the kernel (mmap/munmap, heap trimming), so each step page-faults its memory in again: on the 2-core KVM host of
     /// docs/benchmarks.md that was a fifth of the sample's training time as kernel time (12 s of 56 s in one epoch).
-    /// Blocks below 32 MiB (glibc's ceiling for this setting) now come from the heap, and up to 1 GiB of free heap is
-    /// kept. Process-wide and permanent, so it is set by training only (a serving process keeps glibc's defaults);
-    /// glibc on Linux only — elsewhere, and with another C library, nothing is changed.
+    /// Every block now comes from the heap (no mmap at all: a 32 MiB threshold, glibc's ceiling for it, still mapped and
+    /// faulted the 33–100 MB tensors of 512² batches afresh each step, 120–450 thousand faults a FreqFusion step;
+    /// docs/benchmarks.md §12), and up to 1 GiB of free heap is kept. The price measured there is about 5 % more peak
+    /// resident memory. Process-wide and permanent, so it is set by training only (a serving process keeps glibc's
+    /// defaults; docs/linux.md gives the same settings as environment variables for services); glibc on Linux only —
+    /// elsewhere, and with another C library, nothing is changed.
     /// </remarks>
     internal static void KeepFreedMemoryForTraining()
     {
@@ -113,7 +116,7 @@ internal static class LibTorchRuntime
             try
             {
                 // mallopt returns 1 on success; a C library without it (musl) leaves the defaults.
-                MallOpt(M_MMAP_THRESHOLD, 32 << 20);
+                MallOpt(M_MMAP_MAX, 0);
                 MallOpt(M_TRIM_THRESHOLD, 1 << 30);
             }
             catch (EntryPointNotFoundException) { }
