@@ -86,7 +86,7 @@ internal static class LibTorchRuntime
     [DllImport("libc", EntryPoint = "mallopt")]
     static extern int MallOpt(int parameter, int value);
 
-    const int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3, M_MMAP_MAX = -4;
+    const int M_TRIM_THRESHOLD = -1, M_MMAP_MAX = -4;
     static bool _allocatorConfigured;
 
     /// <summary>
