@@ -45,6 +45,8 @@ static class StepProfile
             case "shares":
                 int only = Array.IndexOf(args, "--head");
                 bool inferenceShares = Array.IndexOf(args, "--inference") >= 0;
+                if (!inferenceShares)
+                    UseTrainersAllocator();
                 foreach (var head in only < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only + 1])])
                 {
                     if (inferenceShares)
@@ -54,9 +56,7 @@ static class StepProfile
                 }
                 break;
             case "ratio":
-                // What TrainingRun sets before its first step (docs/decisions.md): the trainer's allocator, not glibc's defaults.
-                Native.LibTorchRuntime.KeepFreedMemoryForTraining();
-                Console.WriteLine("# glibc allocator as the trainer sets it (LibTorchRuntime.KeepFreedMemoryForTraining)");
+                UseTrainersAllocator();
                 Ratio(SegmentationDecoder.FreqFusion, SegmentationDecoder.Bilinear, size, batch, steps, classes, training: true);
                 Ratio(SegmentationDecoder.FreqFusionFpn, SegmentationDecoder.BilinearFpn, size, batch, steps, classes, training: true);
                 break;
@@ -87,6 +87,13 @@ static class StepProfile
         }
         Console.WriteLine($"# finished; load average {File.ReadAllText("/proc/loadavg").Trim()}");
         return true;
+    }
+
+    /// <summary>What TrainingRun sets before its first step (docs/decisions.md): training is timed with the trainer's allocator.</summary>
+    static void UseTrainersAllocator()
+    {
+        Native.LibTorchRuntime.KeepFreedMemoryForTraining();
+        Console.WriteLine("# glibc allocator as the trainer sets it (LibTorchRuntime.KeepFreedMemoryForTraining)");
     }
 
     static int Option(string[] args, string name, int fallback)
