@@ -54,6 +54,8 @@ static partial class SectionHooks
         {
             if (Row(path) is not string row)
                 continue;
+            // BandedConvolution computes large convolutions without calling the module; it times them in this row too.
+            OperatorProfile.NameModuleSection(module, row);
             int id = -1;
             switch (module)
             {

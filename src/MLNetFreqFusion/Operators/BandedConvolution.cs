@@ -28,6 +28,14 @@ internal static class BandedConvolution
         var bands = Bands(conv, x, maxColumnBytes);
         if (bands.Count < 2)
             return conv.call(x);
+        // The module is not called, so its profile hooks would not see this time; a profiler names its section instead.
+        return OperatorProfile.SectionOf(conv) is string section
+            ? OperatorProfile.Section(section, x, input => Banded(conv, input, bands))
+            : Banded(conv, x, bands);
+    }
+
+    static Tensor Banded(Conv2d conv, Tensor x, IReadOnlyList<(long Start, long End)> bands)
+    {
         using var scope = NewDisposeScope();
         long ph = conv.padding![0], pw = conv.padding[1], sh = conv.stride[0], dh = conv.dilation[0], kh = conv.kernel_size[0];
         var padded = ph == 0 && pw == 0 ? x : nn.functional.pad(x, new[] { pw, pw, ph, ph });

@@ -35,6 +35,17 @@ internal static class OperatorProfile
         set => t_recorder = value;
     }
 
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, string> s_moduleSections = new();
+
+    /// <summary>
+    /// Names the section a module's hooks time it in, for operators that compute a module without calling it
+    /// (<see cref="BandedConvolution"/>), whose time the module's hooks would otherwise not see.
+    /// </summary>
+    public static void NameModuleSection(object module, string section) => s_moduleSections.AddOrUpdate(module, section);
+
+    /// <summary>The section named for <paramref name="module"/>, or null when it has none.</summary>
+    public static string? SectionOf(object module) => s_moduleSections.TryGetValue(module, out var section) ? section : null;
+
     public static Tensor Section(string name, Tensor a, Func<Tensor, Tensor> op)
     {
         var recorder = t_recorder;
