@@ -7,11 +7,12 @@ namespace MLNetFreqFusion.Operators;
 /// <summary>
 /// A convolution module's forward computed over bands of output rows when its input is large. With oneDNN off
 /// (docs/decisions.md) libtorch's CPU convolution is im2col + one matrix product, with one column buffer of
-/// batch × in-channels × kernel area × output pixels; measured on the CI host (docs/benchmarks.md §11), a 3×3
-/// convolution whose buffer passes a few tens of megabytes runs 6–28× slower than the same convolution over bands of
-/// rows whose buffers stay small (128 → 100 channels at 128×128: 0.9 s whole, 0.16 s in 8 bands). Each output is the
-/// same dot product either way, so the forward result is identical; gradients differ only in the order their band
-/// sums are added.
+/// batch × in-channels × kernel area × output pixels. Measured on the CI host: on glibc's defaults a buffer of a few
+/// tens of megabytes is mapped and faulted in afresh on every call, 6–28× the time of bands whose buffers stay small
+/// (docs/benchmarks.md §11); with freed memory reused, as the trainer sets it, the forward costs the same either way
+/// but the whole backward is still up to 3.6× the banded one at 144 MB of columns (§12). Each output is the same dot
+/// product either way, so the forward result is identical; gradients differ only in the order their band sums are
+/// added.
 /// </summary>
 internal static class BandedConvolution
 {
