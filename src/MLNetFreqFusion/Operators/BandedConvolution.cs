@@ -30,7 +30,7 @@ internal static class BandedConvolution
         if (bands.Count < 2)
             return conv.call(x);
         // The module is not called, so its profile hooks would not see this time; a profiler names its section instead.
-        return OperatorProfile.SectionOf(conv) is string section
+        return OperatorProfile.Recorder is not null && OperatorProfile.SectionOf(conv) is string section
             ? OperatorProfile.Section(section, x, input => Banded(conv, input, bands))
             : Banded(conv, x, bands);
     }
