@@ -54,7 +54,7 @@ static partial class SectionHooks
         {
             if (Row(path) is not string row)
                 continue;
-            // BandedConvolution computes large convolutions without calling the module; it times them in this row too.
+            // SpatialConvolution computes some convolutions without calling the module (tap products, bands); it times them in this row too.
             OperatorProfile.NameModuleSection(module, row);
             int id = -1;
             switch (module)

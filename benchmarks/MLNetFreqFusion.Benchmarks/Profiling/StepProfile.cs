@@ -277,6 +277,8 @@ static class StepProfile
         ["none"] = _ => { },
         // B = oneDNN convolutions on (the library switches them off; docs/decisions.md): the price of that switch.
         ["onednn"] = on => Native.LibTorchRuntime.SetOneDnnForBenchmark(on),
+        // B = convolutions to few channels back on ATen's im2col or bands instead of tap products (§13): what they save.
+        ["no-tap-products"] = on => SpatialConvolution.TapProductsOffForBenchmark = on,
     };
 
     /// <summary>One network, steps alternating between the current formulation (A) and the candidate (B).</summary>

@@ -140,7 +140,7 @@ internal sealed class OverlapPatchEmbeddings : Module<Tensor, (Tensor Tokens, lo
 
     public override (Tensor Tokens, long Height, long Width) forward(Tensor x)
     {
-        var y = BandedConvolution.Forward(proj, x);
+        var y = SpatialConvolution.Forward(proj, x);
         long height = y.shape[2], width = y.shape[3];
         return (layer_norm.call(y.flatten(2).transpose(1, 2)), height, width);
     }
@@ -236,7 +236,7 @@ internal sealed class EfficientSelfAttention : Module<Tensor, long, long, Tensor
         if (sr is not null)
         {
             var map = x.transpose(1, 2).reshape(batch, channels, height, width);
-            context = layer_norm!.call(BandedConvolution.Forward(sr, map).reshape(batch, channels, -1).transpose(1, 2));
+            context = layer_norm!.call(SpatialConvolution.Forward(sr, map).reshape(batch, channels, -1).transpose(1, 2));
         }
         var k = key.call(context).view(batch, -1, _heads, headSize).transpose(1, 2);
         var v = value.call(context).view(batch, -1, _heads, headSize).transpose(1, 2);

@@ -82,7 +82,7 @@ internal sealed class ResNet : Backbone
 
     public override Tensor[] forward(Tensor x)
     {
-        x = functional.relu(bn1.call(BandedConvolution.Forward(conv1, x)));
+        x = functional.relu(bn1.call(SpatialConvolution.Forward(conv1, x)));
         x = functional.max_pool2d(x, 3, stride: 2, padding: 1);
         var c1 = layer1.call(x);
         var c2 = layer2.call(c1);
@@ -116,8 +116,8 @@ internal sealed class ResNet : Backbone
 
         public override Tensor forward(Tensor x)
         {
-            var y = functional.relu(bn1.call(BandedConvolution.Forward(conv1, x)));
-            y = bn2.call(BandedConvolution.Forward(conv2, y));
+            var y = functional.relu(bn1.call(SpatialConvolution.Forward(conv1, x)));
+            y = bn2.call(SpatialConvolution.Forward(conv2, y));
             var identity = downsample is null ? x : downsample.call(x);
             return functional.relu(y + identity);
         }
@@ -148,7 +148,7 @@ internal sealed class ResNet : Backbone
         public override Tensor forward(Tensor x)
         {
             var y = functional.relu(bn1.call(conv1.call(x)));
-            y = functional.relu(bn2.call(BandedConvolution.Forward(conv2, y)));
+            y = functional.relu(bn2.call(SpatialConvolution.Forward(conv2, y)));
             y = bn3.call(conv3.call(y));
             var identity = downsample is null ? x : downsample.call(x);
             return functional.relu(y + identity);

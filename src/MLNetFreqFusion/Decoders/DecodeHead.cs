@@ -74,5 +74,5 @@ internal sealed class ConvModule : Module<Tensor, Tensor>
         init.kaiming_normal_(conv.weight!, mode: init.FanInOut.FanOut, nonlinearity: init.NonlinearityType.ReLU);
     }
 
-    public override Tensor forward(Tensor x) => functional.relu(bn.call(BandedConvolution.Forward(conv, x)));
+    public override Tensor forward(Tensor x) => functional.relu(bn.call(SpatialConvolution.Forward(conv, x)));
 }

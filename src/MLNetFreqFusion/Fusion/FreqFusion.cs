@@ -112,29 +112,29 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         {
             // Initial AHPF sharpens the compressed hr feature; the initial ALPF then up-samples the kernel logits
             // predicted at low resolution instead of repeating them.
-            var highpassFromHr = BandedConvolution.Forward(content_encoder2!, compressedHr);
+            var highpassFromHr = SpatialConvolution.Forward(content_encoder2!, compressedHr);
             var initialHighpass = KernelNormalizer.Normalize(highpassFromHr, kh, hamming_highpass);
             compressedHr = compressedHr + compressedHr - Reassemble(compressedHr, initialHighpass, kh, 1);
 
-            var lowpassFromHr = BandedConvolution.Forward(content_encoder, compressedHr);
+            var lowpassFromHr = SpatialConvolution.Forward(content_encoder, compressedHr);
             var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
-            maskLr = lowpassFromHr + Reassemble(BandedConvolution.Forward(content_encoder, compressedLr), initialLowpass, kl, 2);
+            maskLr = lowpassFromHr + Reassemble(SpatialConvolution.Forward(content_encoder, compressedLr), initialLowpass, kl, 2);
 
             var fusedLowpass = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
-            maskHr = highpassFromHr + Reassemble(BandedConvolution.Forward(content_encoder2!, compressedLr), fusedLowpass, kl, 2);
+            maskHr = highpassFromHr + Reassemble(SpatialConvolution.Forward(content_encoder2!, compressedLr), fusedLowpass, kl, 2);
         }
         else if (o.SemiConv)
         {
-            maskLr = BandedConvolution.Forward(content_encoder, compressedHr) + Nearest2x(BandedConvolution.Forward(content_encoder, compressedLr));
+            maskLr = SpatialConvolution.Forward(content_encoder, compressedHr) + Nearest2x(SpatialConvolution.Forward(content_encoder, compressedLr));
             if (content_encoder2 is not null)
-                maskHr = BandedConvolution.Forward(content_encoder2, compressedHr) + Nearest2x(BandedConvolution.Forward(content_encoder2, compressedLr));
+                maskHr = SpatialConvolution.Forward(content_encoder2, compressedHr) + Nearest2x(SpatialConvolution.Forward(content_encoder2, compressedLr));
         }
         else
         {
             var compressed = Nearest2x(compressedLr) + compressedHr;
-            maskLr = BandedConvolution.Forward(content_encoder, compressed);
+            maskLr = SpatialConvolution.Forward(content_encoder, compressed);
             if (content_encoder2 is not null)
-                maskHr = BandedConvolution.Forward(content_encoder2, compressed);
+                maskHr = SpatialConvolution.Forward(content_encoder2, compressed);
         }
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);

@@ -88,8 +88,8 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             hrDirection = hrScope = cat(new[] { hr, hrSim }, 1);
             lrDirection = lrScope = cat(new[] { lr, lrSim }, 1);
         }
-        var direction = BandedConvolution.Forward(offset, lrDirection) + nn.functional.pixel_unshuffle(BandedConvolution.Forward(hr_offset, hrDirection), Scale);
-        var scope = BandedConvolution.Forward(direct_scale, lrScope) + nn.functional.pixel_unshuffle(BandedConvolution.Forward(hr_direct_scale, hrScope), Scale);
+        var direction = SpatialConvolution.Forward(offset, lrDirection) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_offset, hrDirection), Scale);
+        var scope = SpatialConvolution.Forward(direct_scale, lrScope) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_direct_scale, hrScope), Scale);
         return Sample(featToSample, direction * scope.sigmoid() + init_pos);
     }
 

@@ -20,19 +20,14 @@ internal static class BandedConvolution
     internal const long MaxColumnBytes = 8L << 20;
 
     /// <summary>
-    /// <paramref name="conv"/>(<paramref name="x"/>). Banded when the convolution is spatial, ungrouped, zero-padded
-    /// with explicit padding, and its column buffer exceeds 2 × <paramref name="maxColumnBytes"/>; otherwise the
-    /// module's own forward.
+    /// <paramref name="conv"/>(<paramref name="x"/>) in bands of output rows when the convolution is spatial,
+    /// ungrouped, zero-padded with explicit padding, and its column buffer exceeds 2 × <paramref name="maxColumnBytes"/>;
+    /// otherwise the module's own forward. The networks call <see cref="SpatialConvolution.Forward"/>, which decides.
     /// </summary>
     public static Tensor Forward(Conv2d conv, Tensor x, long maxColumnBytes = MaxColumnBytes)
     {
         var bands = Bands(conv, x, maxColumnBytes);
-        if (bands.Count < 2)
-            return conv.call(x);
-        // The module is not called, so its profile hooks would not see this time; a profiler names its section instead.
-        return OperatorProfile.Recorder is not null && OperatorProfile.SectionOf(conv) is string section
-            ? OperatorProfile.Section(section, x, input => Banded(conv, input, bands))
-            : Banded(conv, x, bands);
+        return bands.Count < 2 ? conv.call(x) : Banded(conv, x, bands);
     }
 
     static Tensor Banded(Conv2d conv, Tensor x, IReadOnlyList<(long Start, long End)> bands)

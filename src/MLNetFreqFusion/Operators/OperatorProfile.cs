@@ -39,7 +39,7 @@ internal static class OperatorProfile
 
     /// <summary>
     /// Names the section a module's hooks time it in, for operators that compute a module without calling it
-    /// (<see cref="BandedConvolution"/>), whose time the module's hooks would otherwise not see.
+    /// (<see cref="SpatialConvolution"/>), whose time the module's hooks would otherwise not see.
     /// </summary>
     public static void NameModuleSection(object module, string section) => s_moduleSections.AddOrUpdate(module, section);
 

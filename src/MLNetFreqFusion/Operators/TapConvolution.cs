@@ -1,0 +1,150 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Operators;
+
+/// <summary>
+/// A stride-1 convolution as one matrix product per image followed by shifted additions (the "kn2row" formulation of
+/// Vasudevan, Anderson and Gregg, "Parallel multi channel convolution using general matrix multiplication", ASAP
+/// 2017): every kernel tap t is a 1×1 convolution, so Y = W_taps · x computes all k² of them at once as
+/// [k²·out, in] × [in, h·w], and the output is the bias plus the sum of each tap's plane shifted by its offset.
+/// ATen's im2col instead writes a column buffer of in·k² values per output pixel; this writes out·k². FreqFusion's
+/// kernel encoders and offset scopes map 64–256 channels to 8–32, where that is 4–28 times less memory traffic:
+/// measured 1.3–3.5× faster than ATen or bands, forward and backward (docs/benchmarks.md §13). Each output is the same
+/// sum of products as the module's, added in another order.
+/// </summary>
+internal static class TapConvolution
+{
+    /// <summary>
+    /// Whether <paramref name="conv"/> on <paramref name="x"/> is a convolution this formulation computes and gains on:
+    /// spatial, stride 1, ungrouped, explicit zero padding, a non-empty output, and at most half as many output as
+    /// input channels (with as many outputs as inputs the tap planes are as large as im2col's columns and the shifted
+    /// additions come on top).
+    /// </summary>
+    public static bool Fits(Conv2d conv, Tensor x)
+    {
+        if (x.dim() != 4 || conv.weight is null || conv.groups != 1 || conv.padding_type is not null
+            || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 })
+            return false;
+        long kh = conv.kernel_size[0], kw = conv.kernel_size[1];
+        if (kh * kw == 1 || conv.stride[0] != 1 || conv.stride[1] != 1 || x.shape[1] != conv.weight.shape[1])
+            return false;
+        var (outH, outW) = OutputSize(conv, x);
+        return outH >= 1 && outW >= 1 && 2 * conv.weight.shape[0] <= conv.weight.shape[1];
+    }
+
+    /// <summary><paramref name="conv"/>(<paramref name="x"/>) by tap products; <see cref="Fits"/> must hold.</summary>
+    public static Tensor Forward(Conv2d conv, Tensor x)
+    {
+        var geometry = new Geometry(conv.kernel_size[0], conv.kernel_size[1], conv.padding![0], conv.padding[1], conv.dilation[0], conv.dilation[1]);
+        return conv.bias is null
+            ? TapFunction.apply(x, conv.weight!, geometry)
+            : TapFunction.apply(x, conv.weight!, geometry, conv.bias);
+    }
+
+    static (long H, long W) OutputSize(Conv2d conv, Tensor x) => (
+        x.shape[2] + 2 * conv.padding![0] - conv.dilation[0] * (conv.kernel_size[0] - 1),
+        x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1));
+
+    sealed record Geometry(long KernelH, long KernelW, long PadH, long PadW, long DilationH, long DilationW)
+    {
+        public long Taps => KernelH * KernelW;
+
+        /// <summary>
+        /// Tap (i, j)'s overlap: output rows [Start, End) read input rows shifted by Shift (output row o reads input
+        /// row o − pad + i·dilation); likewise for columns.
+        /// </summary>
+        public static (long Start, long End, long Shift) Overlap(long outSize, long inSize, long pad, long offset)
+        {
+            long shift = offset - pad;
+            return (Math.Max(0, -shift), Math.Min(outSize, inSize - shift), shift);
+        }
+
+        /// <summary>The output and tap-plane windows of every tap whose overlap is not empty.</summary>
+        public IEnumerable<(int Tap, (Range Rows, Range Columns) Output, (Range Rows, Range Columns) Plane)> Windows(long outH, long outW, long inH, long inW)
+        {
+            for (long i = 0; i < KernelH; i++)
+            {
+                var (y0, y1, sy) = Overlap(outH, inH, PadH, i * DilationH);
+                for (long j = 0; j < KernelW; j++)
+                {
+                    var (x0, x1, sx) = Overlap(outW, inW, PadW, j * DilationW);
+                    if (y1 <= y0 || x1 <= x0)
+                        continue;
+                    yield return ((int)(i * KernelW + j),
+                        ((int)y0..(int)y1, (int)x0..(int)x1),
+                        ((int)(y0 + sy)..(int)(y1 + sy), (int)(x0 + sx)..(int)(x1 + sx)));
+                }
+            }
+        }
+    }
+
+    /// <summary>[out, in, kh, kw] → [kh·kw·out, in]: the rows of tap t are its 1×1 convolution.</summary>
+    static Tensor TapRows(Tensor weight) =>
+        weight.permute(2, 3, 0, 1).reshape(weight.shape[2] * weight.shape[3] * weight.shape[0], weight.shape[1]);
+
+    /// <summary>Autograd wrapper: saves only the input and the weight, not the k²-times larger tap planes.</summary>
+    sealed class TapFunction : autograd.SingleTensorFunction<TapFunction>
+    {
+        public override string Name => "TapConvolution";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, weight, g) = ((Tensor)vars[0], (Tensor)vars[1], (Geometry)vars[2]);
+            var bias = vars.Length > 3 ? (Tensor)vars[3] : null;
+            ctx.save_for_backward(new List<Tensor> { x, weight });
+            ctx.save_data("geometry", g);
+            ctx.save_data("needs", (x.requires_grad, weight.requires_grad, bias is { requires_grad: true }));
+            ctx.save_data("inputs", vars.Length);
+
+            using var scope = NewDisposeScope();
+            long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
+            long outH = h + 2 * g.PadH - g.DilationH * (g.KernelH - 1), outW = w + 2 * g.PadW - g.DilationW * (g.KernelW - 1);
+            var planes = matmul(TapRows(weight), x.reshape(b, c, h * w)).view(b, g.Taps, outputs, h, w);
+            var output = bias is null
+                ? zeros(new[] { b, outputs, outH, outW }, dtype: x.dtype, device: x.device)
+                : bias.view(1, outputs, 1, 1).expand(b, outputs, outH, outW).contiguous();
+            foreach (var (tap, o, p) in g.Windows(outH, outW, h, w))
+            {
+                using var target = output[.., .., o.Rows, o.Columns];
+                using var plane = planes[.., tap, .., p.Rows, p.Columns];
+                target.add_(plane);
+            }
+            return output.MoveToOuterDisposeScope();
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var saved = ctx.get_saved_variables();
+            var (x, weight) = (saved[0], saved[1]);
+            var g = (Geometry)ctx.get_data("geometry");
+            var (needX, needWeight, needBias) = ((bool, bool, bool))ctx.get_data("needs");
+            using var scope = NewDisposeScope();
+            long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
+            // Each tap plane's gradient is the output gradient shifted back; positions no output read stay zero.
+            var gradPlanes = zeros(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
+            foreach (var (tap, o, p) in g.Windows(gradOutput.shape[2], gradOutput.shape[3], h, w))
+            {
+                using var target = gradPlanes[.., tap, .., p.Rows, p.Columns];
+                using var source = gradOutput[.., .., o.Rows, o.Columns];
+                target.copy_(source);
+            }
+            var gradMatrix = gradPlanes.view(b, g.Taps * outputs, h * w);
+            Tensor? gradX = needX ? matmul(TapRows(weight).t(), gradMatrix).view(b, c, h, w) : null;
+            Tensor? gradWeight = null;
+            if (needWeight)
+            {
+                using var perImage = bmm(gradMatrix, x.reshape(b, c, h * w).transpose(1, 2));
+                gradWeight = perImage.sum(new long[] { 0 }).view(g.KernelH, g.KernelW, outputs, c).permute(2, 3, 0, 1).contiguous();
+            }
+            Tensor? gradBias = needBias ? gradOutput.sum(new long[] { 0, 2, 3 }) : null;
+            saved.ForEach(t => t.Dispose());
+            // One gradient per input of apply: x, weight, the geometry and, when there is one, the bias.
+            var grads = new List<Tensor> { gradX?.MoveToOuterDisposeScope()!, gradWeight?.MoveToOuterDisposeScope()!, null! };
+            if ((int)ctx.get_data("inputs") > 3)
+                grads.Add(gradBias?.MoveToOuterDisposeScope()!);
+            return grads;
+        }
+    }
+}
