@@ -78,6 +78,8 @@ static class StepProfile
                 break;
             case "ab":
                 string experiment = args[Array.IndexOf(args, "--experiment") + 1];
+                if (Array.IndexOf(args, "--inference") < 0)
+                    UseTrainersAllocator();
                 int only2 = Array.IndexOf(args, "--head");
                 foreach (var head in only2 < 0 ? Heads : [Enum.Parse<SegmentationDecoder>(args[only2 + 1])])
                     AlternateVariants(head, size, batch, steps, classes, experiment, Array.IndexOf(args, "--inference") >= 0);
