@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
+/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|convolutions|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
@@ -68,6 +68,12 @@ static class StepProfile
                 foreach (var head in Heads)
                     CompareOneDnnForward(head, size, batch, steps, classes);
                 ScanOneDnnConvolutions();
+                break;
+            case "convolutions":
+                // The trainer's allocator, or with --serving glibc's defaults, which a serving process keeps.
+                if (Array.IndexOf(args, "--serving") < 0)
+                    UseTrainersAllocator();
+                ConvolutionProfile.Run(steps);
                 break;
             case "optimizer":
                 foreach (var head in Heads)
@@ -533,7 +539,7 @@ static class StepProfile
         return Stopwatch.GetTimestamp() - start;
     }
 
-    static double Median(IEnumerable<double> values)
+    internal static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToArray();
         return sorted.Length == 0 ? 0 : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
