@@ -10,8 +10,8 @@ namespace MLNetFreqFusion.Operators;
 /// 2017): every kernel tap t is a 1×1 convolution, so Y = W_taps · x computes all k² of them at once as
 /// [k²·out, in] × [in, h·w], and the output is the bias plus the sum of each tap's plane shifted by its offset.
 /// ATen's im2col instead writes a column buffer of in·k² values per output pixel; this writes out·k². FreqFusion's
-/// kernel encoders and offset scopes map 64–256 channels to 8–32, where that is 4–28 times less memory traffic:
-/// measured 1.3–3.5× faster than ATen or bands, forward and backward (docs/benchmarks.md §13). Each output is the same
+/// kernel encoders and offset scopes map 64–256 channels to 8–32, 2–32 times fewer values: forward and backward
+/// together 1.1–3.8 times faster than bands at the networks' shapes (docs/benchmarks.md §13). Each output is the same
 /// sum of products as the module's, added in another order.
 /// </summary>
 internal static class TapConvolution
