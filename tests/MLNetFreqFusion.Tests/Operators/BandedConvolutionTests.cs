@@ -35,12 +35,12 @@ public sealed class BandedConvolutionTests
 
             var whole = conv.call(x);
             var upstream = randn_like(whole);
-            var (gx, gw, gb) = Gradients(conv, x, whole, upstream);
+            var (gx, gw, gb) = ConvolutionGradients.Of(conv, x, whole, upstream);
             var parts = BandedConvolution.Forward(conv, x, budget);
             CollectionAssert.AreEqual(whole.shape, parts.shape);
             Assert.AreEqual(bands[^1].End, whole.shape[2]);
             Assert.IsTrue(parts.allclose(whole, rtol: 1e-12, atol: 1e-12), $"forward differs: k {k}, stride {stride}, dilation {dilation}, padding {padding}");
-            var (px, pw, pb) = Gradients(conv, x, parts, upstream);
+            var (px, pw, pb) = ConvolutionGradients.Of(conv, x, parts, upstream);
             Assert.IsTrue(px.allclose(gx, rtol: 1e-10, atol: 1e-10), "input gradient differs");
             Assert.IsTrue(pw.allclose(gw, rtol: 1e-10, atol: 1e-10), "weight gradient differs");
             if (bias)
@@ -61,14 +61,5 @@ public sealed class BandedConvolutionTests
         Assert.AreEqual(1, BandedConvolution.Bands(pointwise, x, 1).Count);
         Assert.AreEqual(1, BandedConvolution.Bands(grouped, x, 1).Count);
         Assert.IsTrue(BandedConvolution.Bands(small, x, 1).Count > 1);
-    }
-
-    static (Tensor X, Tensor Weight, Tensor? Bias) Gradients(TorchSharp.Modules.Conv2d conv, Tensor x, Tensor output, Tensor upstream)
-    {
-        var inputs = new List<Tensor> { x, conv.weight! };
-        if (conv.bias is not null)
-            inputs.Add(conv.bias);
-        var grads = autograd.grad(new[] { output }, inputs, new[] { upstream }, retain_graph: true);
-        return (grads[0], grads[1], grads.Count > 2 ? grads[2] : null);
     }
 }

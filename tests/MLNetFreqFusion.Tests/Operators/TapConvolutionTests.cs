@@ -31,11 +31,11 @@ public sealed class TapConvolutionTests
 
             var expected = conv.call(x);
             var upstream = randn_like(expected);
-            var (gx, gw, gb) = Gradients(conv, x, expected, upstream);
+            var (gx, gw, gb) = ConvolutionGradients.Of(conv, x, expected, upstream);
             var actual = TapConvolution.Forward(conv, x);
             CollectionAssert.AreEqual(expected.shape, actual.shape, what);
             Assert.IsTrue(actual.allclose(expected, rtol: 1e-12, atol: 1e-12), $"forward differs: {what}");
-            var (ax, aw, ab) = Gradients(conv, x, actual, upstream);
+            var (ax, aw, ab) = ConvolutionGradients.Of(conv, x, actual, upstream);
             Assert.IsTrue(ax.allclose(gx, rtol: 1e-10, atol: 1e-10), $"input gradient differs: {what}");
             Assert.IsTrue(aw.allclose(gw, rtol: 1e-10, atol: 1e-10), $"weight gradient differs: {what}");
             if (bias)
@@ -82,14 +82,5 @@ public sealed class TapConvolutionTests
             Assert.AreEqual(SpatialConvolution.Formulation.Module, SpatialConvolution.Choose(conv, x));
         Assert.AreEqual(SpatialConvolution.Formulation.Bands, SpatialConvolution.Choose(wider, randn(8, 64, 96, 96)), "37 MB of columns");
         Assert.IsTrue(SpatialConvolution.Forward(encoder, x).allclose(encoder.call(x), rtol: 1e-5, atol: 1e-6));
-    }
-
-    static (Tensor X, Tensor Weight, Tensor? Bias) Gradients(TorchSharp.Modules.Conv2d conv, Tensor x, Tensor output, Tensor upstream)
-    {
-        var inputs = new List<Tensor> { x, conv.weight! };
-        if (conv.bias is not null)
-            inputs.Add(conv.bias);
-        var grads = autograd.grad(new[] { output }, inputs, new[] { upstream }, retain_graph: true);
-        return (grads[0], grads[1], grads.Count > 2 ? grads[2] : null);
     }
 }
