@@ -101,8 +101,9 @@ internal static class LibTorchRuntime
     /// faulted the 33–100 MB tensors of 512² batches afresh each step, 120–450 thousand faults a FreqFusion step;
     /// docs/benchmarks.md §12), and up to 1 GiB of free heap is kept. The price measured there is about 5 % more peak
     /// resident memory. Process-wide and permanent, so it is set by training only (a serving process keeps glibc's
-    /// defaults, which the operators no longer depend on; docs/decisions.md); glibc on Linux only — elsewhere, and with
-    /// another C library, nothing is changed.
+    /// defaults; the concat head's large-image inference still pays page faults there, which a service can turn off
+    /// through GLIBC_TUNABLES, docs/benchmarks.md §13 and the web sample's README); glibc on Linux only — elsewhere,
+    /// and with another C library, nothing is changed.
     /// </remarks>
     internal static void KeepFreedMemoryForTraining()
     {
