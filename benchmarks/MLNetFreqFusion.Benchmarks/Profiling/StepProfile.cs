@@ -287,6 +287,8 @@ static class StepProfile
         ["onednn"] = on => Native.LibTorchRuntime.SetOneDnnForBenchmark(on),
         // B = convolutions to few channels back on ATen's im2col or bands instead of tap products (§13): what they save.
         ["no-tap-products"] = on => SpatialConvolution.TapProductsOffForBenchmark = on,
+        // B = CARAFE ×1 back on ATen's k² passes instead of the AVX2 loops (§14): what they save.
+        ["no-carafe-loops"] = on => CarafeLoops.OffForBenchmark = on,
     };
 
     /// <summary>One network, steps alternating between the current formulation (A) and the candidate (B).</summary>

@@ -54,7 +54,10 @@ internal static class Carafe
             ctx.save_for_backward(new List<Tensor> { x, kernels });
             ctx.save_data("geometry", geometry);
             ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
-            return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
+            if (!CarafeLoops.Fits(x, kernels))
+                return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
+            using var padded = Pad(x, geometry.Pad, geometry.Padding);
+            return CarafeLoops.Reassemble(padded, kernels, geometry.K, geometry.Up);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -62,9 +65,10 @@ internal static class Carafe
             var saved = ctx.get_saved_variables();
             var geometry = (Geometry)ctx.get_data("geometry");
             var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
-            var (gradX, gradKernels) = geometry.Up == 1
-                ? LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
-                : GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            // Up-sampling's gradients stay batched products: as loops they were no faster (docs/benchmarks.md §14).
+            var (gradX, gradKernels) = geometry.Up > 1 ? GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : CarafeLoops.Fits(saved[0], saved[1]) ? LoopsBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
             saved.ForEach(t => t.Dispose());
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
@@ -92,6 +96,17 @@ internal static class Carafe
             ? acc.view(g.B, g.C, g.H, g.W)
             : nn.functional.pixel_shuffle(acc.view(g.B, g.C * g.Phases, g.H, g.W), g.Up);
         return result.MoveToOuterDisposeScope();
+    }
+
+    static (Tensor? GradX, Tensor? GradKernels) LoopsBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)
+    {
+        using var scope = NewDisposeScope();
+        // A zero-padded input's gradient is the padded gradient's interior, which the loops compute alone.
+        Tensor? gradX = !needX ? null
+            : g.Padding == CarafePadding.Zeros ? CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, interiorOnly: true)
+            : FoldPadding(CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, interiorOnly: false), g);
+        Tensor? gradKernels = needKernels ? CarafeLoops.KernelGradient(Pad(x, g.Pad, g.Padding), gradOutput, g.K, g.Groups) : null;
+        return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
     }
 
     static (Tensor? GradX, Tensor? GradKernels) LeanBackward(Tensor x, Tensor kernels, Tensor gradOutput, Geometry g, bool needX, bool needKernels)

@@ -1,0 +1,26 @@
+using System.Runtime.InteropServices;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Native;
+
+/// <summary>
+/// The address of a tensor's first element, for the few operators that run their own loops over libtorch's memory
+/// (<see cref="Operators.CarafeLoops"/>). TorchSharp copies data out (<c>data&lt;T&gt;().ToArray()</c>) but does not
+/// hand out the pointer; its native library exports <c>THSTensor_data</c> (<c>at::Tensor::data_ptr</c>) for its own
+/// accessors, and the same library is already loaded by the time a tensor exists.
+/// </summary>
+internal static unsafe class TensorMemory
+{
+    [DllImport("LibTorchSharp", EntryPoint = "THSTensor_data")]
+    static extern IntPtr Data(IntPtr tensor);
+
+    /// <summary>The first element of a contiguous float32 CPU tensor, which must stay alive while the pointer is used.</summary>
+    /// <exception cref="ArgumentException">The tensor is not float32, not on the CPU or not contiguous.</exception>
+    public static float* Floats(Tensor t)
+    {
+        if (t.dtype != ScalarType.Float32 || t.device_type != DeviceType.CPU || !t.is_contiguous())
+            throw new ArgumentException($"Raw access needs a contiguous float32 CPU tensor; got {t.dtype} on {t.device_type}, contiguous: {t.is_contiguous()}.", nameof(t));
+        return (float*)Data(t.Handle);
+    }
+}

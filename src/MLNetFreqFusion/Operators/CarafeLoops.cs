@@ -1,0 +1,341 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using MLNetFreqFusion.Native;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Operators;
+
+/// <summary>
+/// CARAFE without up-sampling (FreqFusion's high-pass reassembly) as AVX2/FMA loops over libtorch's memory, forward
+/// and both gradients. Each output is a sum of k² products per pixel; as ATen operations that is k² passes over the
+/// whole map (and k² products of its size for the kernel gradient), which made CARAFE ×1 a tenth of the concat head's
+/// step (docs/benchmarks.md §14). The loops make one pass: a block of four channels reuses each kernel load from
+/// registers, and the kernel gradient sums the channels of one pixel before it is stored. Every input is padded by
+/// <see cref="Carafe"/> (the padding mode is its business); the loops themselves never read outside a map.
+/// </summary>
+internal static unsafe class CarafeLoops
+{
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-carafe-loops</c> only, to time the networks without them.</summary>
+    internal static bool OffForBenchmark { get; set; }
+
+    const int Lanes = 8;
+    const int RowsPerTask = 4;
+
+    /// <summary>
+    /// Whether the loops run: float32 CPU tensors on an x64 CPU with AVX2 and FMA (every host this library is
+    /// measured on). Elsewhere, and for float64, <see cref="Carafe"/> keeps its ATen formulation.
+    /// </summary>
+    public static bool Fits(Tensor x, Tensor kernels) =>
+        !OffForBenchmark && Avx2.IsSupported && Fma.IsSupported && x.dim() == 4 && x.shape[3] >= Lanes
+        && x.dtype == ScalarType.Float32 && kernels.dtype == ScalarType.Float32
+        && x.device_type == DeviceType.CPU && kernels.device_type == DeviceType.CPU;
+
+    /// <summary>
+    /// Where a weighted window sum reads, for output pixel (y, x) and tap (i, j): the weight plane of tap i·k + j at
+    /// (y + WeightOffset + WeightStep·i, x + WeightOffset + WeightStep·j) and the source at
+    /// (y + SourceOffset + SourceStep·i, x + SourceOffset + SourceStep·j).
+    /// </summary>
+    readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep);
+
+    /// <summary>
+    /// Batch, channels, kernel groups, kernel size, sub-pixel phases (up²), and the sizes of the output, source and
+    /// weight maps, all at source resolution: up-sampled maps are seen phase by phase, [.., N·up², h, w], as
+    /// <c>pixel_unshuffle</c> lays them out.
+    /// </summary>
+    readonly record struct Dims(int B, int C, int G, int K, int Phases, int H, int W, int SourceH, int SourceW, int WeightH, int WeightW)
+    {
+        public long Plane => (long)H * W;
+        public long SourcePlane => (long)SourceH * SourceW;
+        public long WeightPlane => (long)WeightH * WeightW;
+        public int ChannelsPerGroup => C / G;
+    }
+
+    /// <summary>
+    /// The forward pass: <paramref name="padded"/> [B, C, h + 2p, w + 2p] reassembled by <paramref name="kernels"/>
+    /// [B, G·k², up·h, up·w] into [B, C, up·h, up·w].
+    /// </summary>
+    public static Tensor Reassemble(Tensor padded, Tensor kernels, int k, int up)
+    {
+        using var scope = NewDisposeScope();
+        var weights = Phased(kernels, up).contiguous();
+        var source = padded.contiguous();
+        long b = padded.shape[0], c = padded.shape[1], h = weights.shape[2], w = weights.shape[3];
+        var output = empty(new[] { b, c * up * up, h, w }, dtype: ScalarType.Float32);
+        // out_u[y, x] = Σ_ij kernel_(ij, u)[y, x] · padded[y + i, x + j] for each phase u
+        WeightedWindows(weights, source, output, k, up, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
+        return Unphased(output, up).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The feature gradient of CARAFE ×1 on the padded source map: position (Y, X) fed output (Y − i, X − j) through tap
+    /// (i, j). Returns all of it, [B, C, h + 2p, w + 2p], or only its interior [B, C, h, w] (all a zero-padded input
+    /// needs).
+    /// </summary>
+    public static Tensor PaddedGradient(Tensor kernels, Tensor gradOutput, int k, bool interiorOnly)
+    {
+        using var scope = NewDisposeScope();
+        int p = k / 2, q = 2 * p;
+        // Zero rims of 2p make every (Y − i, X − j) a valid read, so the loop has no bounds to test.
+        var rim = new long[] { q, q, q, q };
+        var weights = nn.functional.pad(kernels, rim, PaddingModes.Constant, 0).contiguous();
+        var source = nn.functional.pad(gradOutput, rim, PaddingModes.Constant, 0).contiguous();
+        long h = kernels.shape[2] + (interiorOnly ? 0 : q), w = kernels.shape[3] + (interiorOnly ? 0 : q);
+        var output = empty(new[] { gradOutput.shape[0], gradOutput.shape[1], h, w }, dtype: ScalarType.Float32);
+        // Padded position Y is output row Y − p of the interior; in the 2p-rimmed maps output row Y − i sits at Y − i + 2p.
+        int offset = (interiorOnly ? p : 0) + q;
+        WeightedWindows(weights, source, output, k, 1, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The kernel gradient of CARAFE ×1, [B, G·k², h, w]: tap (i, j) at (y, x) is Σ over its group's channels of
+    /// gradOutput[y, x] · padded[y + i, x + j].
+    /// </summary>
+    public static Tensor KernelGradient(Tensor padded, Tensor gradOutput, int k, long groups)
+    {
+        using var scope = NewDisposeScope();
+        var source = padded.contiguous();
+        var grad = gradOutput.contiguous();
+        long b = grad.shape[0], c = grad.shape[1], h = grad.shape[2], w = grad.shape[3];
+        var output = empty(new[] { b, groups * k * k, h, w }, dtype: ScalarType.Float32);
+        float* s = TensorMemory.Floats(source), g = TensorMemory.Floats(grad), o = TensorMemory.Floats(output);
+        var d = new Dims((int)b, (int)c, (int)groups, k, 1, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
+        InTasks(d, (bi, y0, y1) => KernelGradientRows(s, g, o, d, bi, y0, y1));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    static Tensor Phased(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_unshuffle(t, up);
+
+    static Tensor Unphased(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_shuffle(t, up);
+
+    static void WeightedWindows(Tensor weights, Tensor source, Tensor output, int k, int up, Walk walk)
+    {
+        float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
+        int phases = up * up;
+        var d = new Dims((int)output.shape[0], (int)(output.shape[1] / phases), (int)(weights.shape[1] / (k * k * phases)), k, phases, (int)output.shape[2], (int)output.shape[3],
+            (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
+        InTasks(d, (bi, y0, y1) => WeightedWindowRows(wt, s, o, d, walk, bi, y0, y1));
+    }
+
+    /// <summary>
+    /// Bands of output rows per image, on libtorch's OpenMP threads, as many as its intra-op setting (the trainer's
+    /// thread count).
+    /// </summary>
+    static void InTasks(Dims d, Action<int, int, int> rows)
+    {
+        int bands = (d.H + RowsPerTask - 1) / RowsPerTask;
+        OpenMpTeam.For(d.B * bands, torch.get_num_threads(), task =>
+        {
+            int y0 = task % bands * RowsPerTask;
+            rows(task / bands, y0, Math.Min(d.H, y0 + RowsPerTask));
+        });
+    }
+
+    /// <summary>
+    /// Plane strides of one weighted window sum: between the taps of the weights and between output channels (the
+    /// up² phases of an up-sampling sit between both).
+    /// </summary>
+    readonly record struct Strides(long WeightTap, long OutputChannel);
+
+    /// <summary>Rows y0..y1 of image b: out_u[c, y, x] = Σ_ij weight_(g(c), ij, u)[walk] · source[c, walk] for each phase u.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WeightedWindowRows(float* weights, float* source, float* output, Dims d, Walk walk, int b, int y0, int y1)
+    {
+        int k2 = d.K * d.K, perGroup = d.ChannelsPerGroup;
+        var strides = new Strides(d.Phases * d.WeightPlane, d.Phases * d.Plane);
+        for (int group = 0; group < d.G; group++)
+        {
+            float* groupWeights = weights + ((long)b * d.G + group) * k2 * strides.WeightTap;
+            int end = (group + 1) * perGroup, first = group * perGroup, c = first;
+            float* Source(int channel) => source + ((long)b * d.C + channel) * d.SourcePlane;
+            float* Output(int channel) => output + ((long)b * d.C + channel) * strides.OutputChannel;
+            if (d.Phases == 4)
+            {
+                // Up-sampling by 2: the four phases read the same windows, so they are summed together.
+                for (; c + 2 <= end; c += 2)
+                    UpsamplingRowsOf2(groupWeights, Source(c), Output(c), d, strides, y0, y1);
+            }
+            else
+            {
+                // Four channels share each weight load.
+                for (int phase = 0; phase < d.Phases; phase++)
+                    for (c = first; c + 4 <= end; c += 4)
+                        WeightedWindowRowsOf4(groupWeights + phase * d.WeightPlane, Source(c), Output(c) + phase * d.Plane, d, walk, strides, y0, y1);
+            }
+            // The channels left over, one at a time.
+            for (int rest = c; rest < end; rest++)
+                for (int phase = 0; phase < d.Phases; phase++)
+                    WeightedWindowRowsOf1(groupWeights + phase * d.WeightPlane, Source(rest), Output(rest) + phase * d.Plane, d, walk, strides, y0, y1);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WeightedWindowRowsOf4(float* weights, float* source, float* output, Dims d, Walk walk, Strides strides, int y0, int y1)
+    {
+        int k = d.K, vectors = Vectors(d.W);
+        long sc = d.SourcePlane, oc = strides.OutputChannel, tap = strides.WeightTap;
+        for (int y = y0; y < y1; y++)
+        {
+            for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+            {
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                for (int i = 0; i < k; i++)
+                {
+                    float* weightRow = weights + i * k * tap + (long)(y + walk.WeightOffset + walk.WeightStep * i) * d.WeightW + x + walk.WeightOffset;
+                    float* sourceRow = source + (long)(y + walk.SourceOffset + walk.SourceStep * i) * d.SourceW + x + walk.SourceOffset;
+                    for (int j = 0; j < k; j++)
+                    {
+                        var weight = Avx.LoadVector256(weightRow + j * tap + walk.WeightStep * j);
+                        float* at = sourceRow + walk.SourceStep * j;
+                        a0 = Fma.MultiplyAdd(weight, Avx.LoadVector256(at), a0);
+                        a1 = Fma.MultiplyAdd(weight, Avx.LoadVector256(at + sc), a1);
+                        a2 = Fma.MultiplyAdd(weight, Avx.LoadVector256(at + 2 * sc), a2);
+                        a3 = Fma.MultiplyAdd(weight, Avx.LoadVector256(at + 3 * sc), a3);
+                    }
+                }
+                float* to = output + (long)y * d.W + x;
+                Avx.Store(to, a0);
+                Avx.Store(to + oc, a1);
+                Avx.Store(to + 2 * oc, a2);
+                Avx.Store(to + 3 * oc, a3);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The forward pass of up-sampling by 2 for two channels: each source load feeds the four phases' sums, each
+    /// weight load both channels'.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpsamplingRowsOf2(float* weights, float* source, float* output, Dims d, Strides strides, int y0, int y1)
+    {
+        int k = d.K, vectors = Vectors(d.W);
+        long sc = d.SourcePlane, oc = strides.OutputChannel, tap = strides.WeightTap, wp = d.WeightPlane, op = d.Plane;
+        for (int y = y0; y < y1; y++)
+        {
+            for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+            {
+                Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                for (int i = 0; i < k; i++)
+                {
+                    float* weightRow = weights + i * k * tap + (long)y * d.WeightW + x;
+                    float* sourceRow = source + (long)(y + i) * d.SourceW + x;
+                    for (int j = 0; j < k; j++)
+                    {
+                        var first = Avx.LoadVector256(sourceRow + j);
+                        var second = Avx.LoadVector256(sourceRow + j + sc);
+                        float* at = weightRow + j * tap;
+                        var w0 = Avx.LoadVector256(at);
+                        var w1 = Avx.LoadVector256(at + wp);
+                        var w2 = Avx.LoadVector256(at + 2 * wp);
+                        var w3 = Avx.LoadVector256(at + 3 * wp);
+                        a0 = Fma.MultiplyAdd(w0, first, a0);
+                        a1 = Fma.MultiplyAdd(w1, first, a1);
+                        a2 = Fma.MultiplyAdd(w2, first, a2);
+                        a3 = Fma.MultiplyAdd(w3, first, a3);
+                        b0 = Fma.MultiplyAdd(w0, second, b0);
+                        b1 = Fma.MultiplyAdd(w1, second, b1);
+                        b2 = Fma.MultiplyAdd(w2, second, b2);
+                        b3 = Fma.MultiplyAdd(w3, second, b3);
+                    }
+                }
+                float* to = output + (long)y * d.W + x;
+                Avx.Store(to, a0);
+                Avx.Store(to + op, a1);
+                Avx.Store(to + 2 * op, a2);
+                Avx.Store(to + 3 * op, a3);
+                Avx.Store(to + oc, b0);
+                Avx.Store(to + oc + op, b1);
+                Avx.Store(to + oc + 2 * op, b2);
+                Avx.Store(to + oc + 3 * op, b3);
+            }
+        }
+    }
+
+    /// <summary>One channel, for the channels of a group left over after the blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void WeightedWindowRowsOf1(float* weights, float* source, float* output, Dims d, Walk walk, Strides strides, int y0, int y1)
+    {
+        int k = d.K, vectors = Vectors(d.W);
+        long tap = strides.WeightTap;
+        for (int y = y0; y < y1; y++)
+        {
+            for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+            {
+                var sum = Vector256<float>.Zero;
+                for (int i = 0; i < k; i++)
+                {
+                    float* weightRow = weights + i * k * tap + (long)(y + walk.WeightOffset + walk.WeightStep * i) * d.WeightW + x + walk.WeightOffset;
+                    float* sourceRow = source + (long)(y + walk.SourceOffset + walk.SourceStep * i) * d.SourceW + x + walk.SourceOffset;
+                    for (int j = 0; j < k; j++)
+                        sum = Fma.MultiplyAdd(Avx.LoadVector256(weightRow + j * tap + walk.WeightStep * j), Avx.LoadVector256(sourceRow + walk.SourceStep * j), sum);
+                }
+                Avx.Store(output + (long)y * d.W + x, sum);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whole vectors per row; a width that is not a multiple of 8 takes a last vector ending at the row's end, which
+    /// computes a few outputs twice instead of leaving them to slower scalar code (every output is written, never added to).
+    /// </summary>
+    static int Vectors(int width) => (width + Lanes - 1) / Lanes;
+
+    /// <summary>
+    /// Rows y0..y1 of image b's kernel gradient, four taps at a time so each gradient load feeds four sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void KernelGradientRows(float* source, float* grad, float* output, Dims d, int b, int y0, int y1)
+    {
+        int k = d.K, k2 = k * k, perGroup = d.ChannelsPerGroup;
+        long sc = d.SourcePlane, gc = d.Plane, tap = d.Plane;
+        int vectors = Vectors(d.W);
+        int* shift = stackalloc int[k2];
+        for (int t = 0; t < k2; t++)
+            shift[t] = t / k * d.SourceW + t % k;
+        for (int group = 0; group < d.G; group++)
+        {
+            float* groupGrad = grad + ((long)b * d.C + group * perGroup) * gc;
+            float* groupSource = source + ((long)b * d.C + group * perGroup) * sc;
+            float* groupOutput = output + ((long)b * d.G + group) * k2 * tap;
+            for (int y = y0; y < y1; y++)
+            {
+                for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+                {
+                    float* g0 = groupGrad + (long)y * d.W + x;
+                    float* s0 = groupSource + (long)y * d.SourceW + x;
+                    float* o0 = groupOutput + (long)y * d.W + x;
+                    int t = 0;
+                    for (; t + 4 <= k2; t += 4)
+                    {
+                        Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                        int r0 = shift[t], r1 = shift[t + 1], r2 = shift[t + 2], r3 = shift[t + 3];
+                        for (int c = 0; c < perGroup; c++)
+                        {
+                            var gv = Avx.LoadVector256(g0 + c * gc);
+                            float* s = s0 + c * sc;
+                            a0 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r0), a0);
+                            a1 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r1), a1);
+                            a2 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r2), a2);
+                            a3 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r3), a3);
+                        }
+                        Avx.Store(o0 + t * tap, a0);
+                        Avx.Store(o0 + (t + 1) * tap, a1);
+                        Avx.Store(o0 + (t + 2) * tap, a2);
+                        Avx.Store(o0 + (t + 3) * tap, a3);
+                    }
+                    for (; t < k2; t++)
+                    {
+                        var sum = Vector256<float>.Zero;
+                        int r = shift[t];
+                        for (int c = 0; c < perGroup; c++)
+                            sum = Fma.MultiplyAdd(Avx.LoadVector256(g0 + c * gc), Avx.LoadVector256(s0 + c * sc + r), sum);
+                        Avx.Store(o0 + t * tap, sum);
+                    }
+                }
+            }
+        }
+    }
+}

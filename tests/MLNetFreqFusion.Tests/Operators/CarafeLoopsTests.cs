@@ -1,0 +1,123 @@
+using System.Runtime.Intrinsics.X86;
+using MLNetFreqFusion.Fusion;
+using MLNetFreqFusion.Operators;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MLNetFreqFusion.Tests.Operators;
+
+/// <summary>
+/// CARAFE in float32 runs as <see cref="CarafeLoops"/> (AVX2/FMA loops); these tests hold it to the unfold
+/// formulation computed in float64.
+/// </summary>
+[TestClass]
+public sealed class CarafeLoopsTests
+{
+    /// <summary>
+    /// Forward and both gradients through <see cref="Carafe.Lean"/> against the unfold formulation in float64, on shapes
+    /// that reach every path of the loops: widths of one vector of 8 and of whole and partial vectors beyond (the overlapping last vector), channel
+    /// counts per group that leave a remainder after blocks of 4, one and two kernel groups, several bands of 4 rows
+    /// per image, one and two threads, both paddings, kernel sizes 1, 3 and 5, up factors 1 and 2, and non-contiguous inputs.
+    /// </summary>
+    [TestMethod]
+    public void LoopsEqualUnfoldForwardAndBackwardInFloat32()
+    {
+        var random = new Random(20261207);
+        manual_seed(11);
+        int threadsBefore = get_num_threads(), cases = 0;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                set_num_threads(threads);
+                foreach (int up in new[] { 1, 2 })
+                foreach (int k in new[] { 1, 3, 5 })
+                foreach (var padding in new[] { CarafePadding.Zeros, CarafePadding.Reflect })
+                foreach (long w in new long[] { 8, 13, 21 })
+                {
+                    using var scope = NewDisposeScope();
+                    int groups = random.Next(1, 3);
+                    long b = random.Next(1, 3), c = groups * random.Next(1, 7), h = random.Next(Math.Max(k / 2 + 1, 3), 11);
+                    // Every other case reads a channels-last input and transposed kernels, which the loops copy first.
+                    bool strided = cases % 2 == 1;
+                    var x = strided ? randn(new[] { b, h, w, c }).permute(0, 3, 1, 2) : randn(new[] { b, c, h, w });
+                    var kernels = strided ? rand(new[] { b, groups * k * k, up * w, up * h }).transpose(2, 3) : rand(new[] { b, groups * k * k, up * h, up * w });
+                    var cotangent = randn(new[] { b, c, up * h, up * w });
+                    string what = $"up={up} k={k} {padding} groups={groups} x=[{b}, {c}, {h}, {w}] threads={threads} strided={strided}";
+                    Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(x, kernels), $"{what}: the loops run on this host");
+
+                    var (output, gradX, gradKernels) = WithGradients(x, kernels, cotangent, (a, m) => Carafe.Lean(a, m, k, up, padding));
+                    var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
+                        (a, m) => Carafe.Unfold(a, m, k, up, padding));
+                    AssertClose(expected, output, $"{what}: forward");
+                    AssertClose(expectedGradX, gradX, $"{what}: d/dx");
+                    AssertClose(expectedGradKernels, gradKernels, $"{what}: d/dkernels");
+                    cases++;
+                }
+            }
+        }
+        finally
+        {
+            set_num_threads(threadsBefore);
+        }
+        Assert.AreEqual(72, cases);
+    }
+
+    /// <summary>The loops' pieces alone, so a wrong one fails here even if the dispatch in <see cref="Carafe"/> stopped reaching it.</summary>
+    [TestMethod]
+    public void EachLoopEqualsItsAtenCounterpart()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        const int k = 3, groups = 2;
+        long b = 2, c = 10, h = 9, w = 13;
+        var x = randn(new[] { b, c, h, w });
+        var kernels = rand(new[] { b, groups * k * k, h, w });
+        var cotangent = randn(new[] { b, c, h, w });
+        var padded = nn.functional.pad(x, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
+        var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
+            (a, m) => Carafe.Unfold(a, m, k, 1, CarafePadding.Reflect));
+        var (_, expectedGradPadded, _) = WithGradients(padded.to(float64), kernels.to(float64), cotangent.to(float64),
+            // CARAFE of the padded map at its interior pixels reads only the map: the rim's kernels are never used.
+            (a, m) => Carafe.Unfold(a, nn.functional.pad(m, new long[] { 1, 1, 1, 1 }), k, 1, CarafePadding.Zeros)[.., .., 1..^1, 1..^1]);
+
+        AssertClose(expected, CarafeLoops.Reassemble(padded, kernels, k, 1), "Reassemble");
+        AssertClose(expectedGradKernels, CarafeLoops.KernelGradient(padded, cotangent, k, groups), "KernelGradient");
+        // The gradient of the reflect-padded map, before the padding is folded back: all of it, and its interior.
+        AssertClose(expectedGradPadded, CarafeLoops.PaddedGradient(kernels, cotangent, k, interiorOnly: false), "PaddedGradient");
+        AssertClose(expectedGradPadded[.., .., 1..^1, 1..^1], CarafeLoops.PaddedGradient(kernels, cotangent, k, interiorOnly: true), "PaddedGradient interior");
+        Assert.IsTrue((expectedGradX - expectedGradPadded[.., .., 1..^1, 1..^1]).abs().max().item<double>() > 1e-3,
+            "reflect padding moves gradient from the rim into the map, so the interior alone is not the input's gradient");
+    }
+
+    [TestMethod]
+    public void FitsFloat32CpuMapsAtLeastOneVectorWide()
+    {
+        using var scope = NewDisposeScope();
+        var features = randn(1, 2, 4, 8);
+        var kernels = rand(1, 9, 4, 8);
+        Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(features, kernels));
+        Assert.IsFalse(CarafeLoops.Fits(features.to(float64), kernels.to(float64)), "float64 keeps the ATen formulation");
+        Assert.IsFalse(CarafeLoops.Fits(features, kernels.to(float64)));
+        Assert.IsFalse(CarafeLoops.Fits(randn(1, 2, 9, 7), rand(1, 9, 9, 7)), "maps narrower than one vector keep the ATen formulation");
+    }
+
+    static (Tensor Out, Tensor GradX, Tensor GradKernels) WithGradients(Tensor x, Tensor kernels, Tensor cotangent, Func<Tensor, Tensor, Tensor> carafe)
+    {
+        var xLeaf = x.detach().requires_grad_();
+        var kernelLeaf = kernels.detach().requires_grad_();
+        var output = carafe(xLeaf, kernelLeaf);
+        (output * cotangent).sum().backward();
+        return (output.detach(), xLeaf.grad!, kernelLeaf.grad!);
+    }
+
+    /// <summary>float32 sums of at most 25 products of unit-scale values: 2e-5 absolute plus 1e-5 relative is ten times their rounding.</summary>
+    static void AssertClose(Tensor expected, Tensor actual, string what)
+    {
+        CollectionAssert.AreEqual(expected.shape, actual.shape, $"{what}: shape");
+        Assert.AreEqual(ScalarType.Float32, actual.dtype, $"{what}: dtype");
+        var excess = (actual.to(float64) - expected).abs() - (2e-5 + 1e-5 * expected.abs());
+        double worst = excess.max().item<double>();
+        Assert.IsTrue(worst <= 0, $"{what}: exceeds the float32 tolerance by {worst:G3}.");
+    }
+}
