@@ -54,7 +54,7 @@ internal static class Carafe
             ctx.save_for_backward(new List<Tensor> { x, kernels });
             ctx.save_data("geometry", geometry);
             ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
-            if (!CarafeLoops.Fits(x, kernels))
+            if (!CarafeLoops.Fits(x, kernels, geometry.Up))
                 return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
             using var padded = Pad(x, geometry.Pad, geometry.Padding);
             return CarafeLoops.Reassemble(padded, kernels, geometry.K, geometry.Up);
@@ -65,10 +65,9 @@ internal static class Carafe
             var saved = ctx.get_saved_variables();
             var geometry = (Geometry)ctx.get_data("geometry");
             var (needX, needKernels) = ((bool, bool))ctx.get_data("needs");
-            // Up-sampling's gradients stay batched products: as loops they were no faster (docs/benchmarks.md §14).
-            var (gradX, gradKernels) = geometry.Up > 1 ? GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
-                : CarafeLoops.Fits(saved[0], saved[1]) ? LoopsBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
-                : LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
+            var (gradX, gradKernels) = CarafeLoops.Fits(saved[0], saved[1], geometry.Up) ? LoopsBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : geometry.Up == 1 ? LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
+                : GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
             saved.ForEach(t => t.Dispose());
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
@@ -103,9 +102,9 @@ internal static class Carafe
         using var scope = NewDisposeScope();
         // A zero-padded input's gradient is the padded gradient's interior, which the loops compute alone.
         Tensor? gradX = !needX ? null
-            : g.Padding == CarafePadding.Zeros ? CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, interiorOnly: true)
-            : FoldPadding(CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, interiorOnly: false), g);
-        Tensor? gradKernels = needKernels ? CarafeLoops.KernelGradient(Pad(x, g.Pad, g.Padding), gradOutput, g.K, g.Groups) : null;
+            : g.Padding == CarafePadding.Zeros ? CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, g.Up, interiorOnly: true)
+            : FoldPadding(CarafeLoops.PaddedGradient(kernels, gradOutput, g.K, g.Up, interiorOnly: false), g);
+        Tensor? gradKernels = needKernels ? CarafeLoops.KernelGradient(Pad(x, g.Pad, g.Padding), gradOutput, g.K, g.Up, g.Groups) : null;
         return (gradX?.MoveToOuterDisposeScope(), gradKernels?.MoveToOuterDisposeScope());
     }
 

@@ -25,10 +25,11 @@ internal static unsafe class CarafeLoops
 
     /// <summary>
     /// Whether the loops run: float32 CPU tensors on an x64 CPU with AVX2 and FMA (every host this library is
-    /// measured on). Elsewhere, and for float64, <see cref="Carafe"/> keeps its ATen formulation.
+    /// measured on), source maps at least one vector (8 pixels) wide, up factor 1 or 2 (all FreqFusion uses).
+    /// Otherwise <see cref="Carafe"/> keeps its ATen formulations.
     /// </summary>
-    public static bool Fits(Tensor x, Tensor kernels) =>
-        !OffForBenchmark && Avx2.IsSupported && Fma.IsSupported && x.dim() == 4 && x.shape[3] >= Lanes
+    public static bool Fits(Tensor x, Tensor kernels, int up) =>
+        !OffForBenchmark && Avx2.IsSupported && Fma.IsSupported && (up == 1 || up == 2) && x.dim() == 4 && x.shape[3] >= Lanes
         && x.dtype == ScalarType.Float32 && kernels.dtype == ScalarType.Float32
         && x.device_type == DeviceType.CPU && kernels.device_type == DeviceType.CPU;
 
@@ -40,12 +41,13 @@ internal static unsafe class CarafeLoops
     readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep);
 
     /// <summary>
-    /// Batch, channels, kernel groups, kernel size, sub-pixel phases (up²), and the sizes of the output, source and
-    /// weight maps, all at source resolution: up-sampled maps are seen phase by phase, [.., N·up², h, w], as
-    /// <c>pixel_unshuffle</c> lays them out.
+    /// Batch, channels, kernel groups, kernel size, up factor, and the sizes of the output, source and weight maps as
+    /// the loop reads them (the forward pass sees up-sampled maps phase by phase, [.., N·up², h, w], as
+    /// <c>pixel_unshuffle</c> lays them out).
     /// </summary>
-    readonly record struct Dims(int B, int C, int G, int K, int Phases, int H, int W, int SourceH, int SourceW, int WeightH, int WeightW)
+    readonly record struct Dims(int B, int C, int G, int K, int Up, int H, int W, int SourceH, int SourceW, int WeightH, int WeightW)
     {
+        public int Phases => Up * Up;
         public long Plane => (long)H * W;
         public long SourcePlane => (long)SourceH * SourceW;
         public long WeightPlane => (long)WeightH * WeightW;
@@ -69,39 +71,53 @@ internal static unsafe class CarafeLoops
     }
 
     /// <summary>
-    /// The feature gradient of CARAFE ×1 on the padded source map: position (Y, X) fed output (Y − i, X − j) through tap
-    /// (i, j). Returns all of it, [B, C, h + 2p, w + 2p], or only its interior [B, C, h, w] (all a zero-padded input
-    /// needs).
+    /// The feature gradient on the padded source map: position (Y, X) fed output (Y − i, X − j) through tap (i, j),
+    /// of every sub-pixel phase when up-sampling. Returns all of it, [B, C, h + 2p, w + 2p], or only its interior
+    /// [B, C, h, w] (all a zero-padded input needs).
     /// </summary>
-    public static Tensor PaddedGradient(Tensor kernels, Tensor gradOutput, int k, bool interiorOnly)
+    public static Tensor PaddedGradient(Tensor kernels, Tensor gradOutput, int k, int up, bool interiorOnly)
     {
+        if (up != 1 && up != 2)
+            throw new ArgumentOutOfRangeException(nameof(up), up, "The loops' feature gradient covers up factors 1 and 2.");
         using var scope = NewDisposeScope();
-        int p = k / 2, q = 2 * p;
-        // Zero rims of 2p make every (Y − i, X − j) a valid read, so the loop has no bounds to test.
-        var rim = new long[] { q, q, q, q };
-        var weights = nn.functional.pad(kernels, rim, PaddingModes.Constant, 0).contiguous();
-        var source = nn.functional.pad(gradOutput, rim, PaddingModes.Constant, 0).contiguous();
-        long h = kernels.shape[2] + (interiorOnly ? 0 : q), w = kernels.shape[3] + (interiorOnly ? 0 : q);
+        int p = k / 2, q = 2 * p, rim = up * q;
+        // Zero rims of 2p source pixels make every (Y − i, X − j) a valid read, so the loop has no bounds to test.
+        var sides = new long[] { rim, rim, rim, rim };
+        var weights = nn.functional.pad(kernels, sides, PaddingModes.Constant, 0).contiguous();
+        var source = nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous();
+        long h = kernels.shape[2] / up + (interiorOnly ? 0 : q), w = kernels.shape[3] / up + (interiorOnly ? 0 : q);
         var output = empty(new[] { gradOutput.shape[0], gradOutput.shape[1], h, w }, dtype: ScalarType.Float32);
-        // Padded position Y is output row Y − p of the interior; in the 2p-rimmed maps output row Y − i sits at Y − i + 2p.
+        // Padded position Y is output row Y − p of the interior; in the rimmed maps source row Y − i sits at Y − i + 2p.
         int offset = (interiorOnly ? p : 0) + q;
-        WeightedWindows(weights, source, output, k, 1, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
+        if (up == 1)
+        {
+            WeightedWindows(weights, source, output, k, 1, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
+        }
+        else
+        {
+            float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
+            var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(weights.shape[1] / (k * k)), k, 2, (int)h, (int)w,
+                (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
+            InTasks(d, (bi, y0, y1) => UpsamplingGradientRows(wt, s, o, d, offset, bi, y0, y1));
+        }
         return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// The kernel gradient of CARAFE ×1, [B, G·k², h, w]: tap (i, j) at (y, x) is Σ over its group's channels of
-    /// gradOutput[y, x] · padded[y + i, x + j].
+    /// The kernel gradient [B, G·k², up·h, up·w]: tap (i, j) at output pixel (y, x) is Σ over its group's channels of
+    /// gradOutput[y, x] · padded[y / up + i, x / up + j].
     /// </summary>
-    public static Tensor KernelGradient(Tensor padded, Tensor gradOutput, int k, long groups)
+    public static Tensor KernelGradient(Tensor padded, Tensor gradOutput, int k, int up, long groups)
     {
         using var scope = NewDisposeScope();
-        var source = padded.contiguous();
+        // Each source column repeated up times: column x / up + j of the source is then column x + up·j, so the loop
+        // reads whole vectors at the output's resolution.
+        var source = up == 1 ? padded.contiguous() : padded.repeat_interleave(up, 3).contiguous();
         var grad = gradOutput.contiguous();
         long b = grad.shape[0], c = grad.shape[1], h = grad.shape[2], w = grad.shape[3];
         var output = empty(new[] { b, groups * k * k, h, w }, dtype: ScalarType.Float32);
         float* s = TensorMemory.Floats(source), g = TensorMemory.Floats(grad), o = TensorMemory.Floats(output);
-        var d = new Dims((int)b, (int)c, (int)groups, k, 1, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
+        var d = new Dims((int)b, (int)c, (int)groups, k, up, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
         InTasks(d, (bi, y0, y1) => KernelGradientRows(s, g, o, d, bi, y0, y1));
         return output.MoveToOuterDisposeScope();
     }
@@ -114,7 +130,7 @@ internal static unsafe class CarafeLoops
     {
         float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
         int phases = up * up;
-        var d = new Dims((int)output.shape[0], (int)(output.shape[1] / phases), (int)(weights.shape[1] / (k * k * phases)), k, phases, (int)output.shape[2], (int)output.shape[3],
+        var d = new Dims((int)output.shape[0], (int)(output.shape[1] / phases), (int)(weights.shape[1] / (k * k * phases)), k, up, (int)output.shape[2], (int)output.shape[3],
             (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
         InTasks(d, (bi, y0, y1) => WeightedWindowRows(wt, s, o, d, walk, bi, y0, y1));
     }
@@ -148,26 +164,21 @@ internal static unsafe class CarafeLoops
         for (int group = 0; group < d.G; group++)
         {
             float* groupWeights = weights + ((long)b * d.G + group) * k2 * strides.WeightTap;
-            int end = (group + 1) * perGroup, first = group * perGroup, c = first;
+            int end = (group + 1) * perGroup, c = group * perGroup;
             float* Source(int channel) => source + ((long)b * d.C + channel) * d.SourcePlane;
             float* Output(int channel) => output + ((long)b * d.C + channel) * strides.OutputChannel;
-            if (d.Phases == 4)
-            {
-                // Up-sampling by 2: the four phases read the same windows, so they are summed together.
+            // Up-sampling by 2: the four phases read the same windows, so two channels' phases are summed together;
+            // otherwise four channels share each weight load.
+            if (d.Up == 2)
                 for (; c + 2 <= end; c += 2)
                     UpsamplingRowsOf2(groupWeights, Source(c), Output(c), d, strides, y0, y1);
-            }
             else
-            {
-                // Four channels share each weight load.
+                for (; c + 4 <= end; c += 4)
+                    WeightedWindowRowsOf4(groupWeights, Source(c), Output(c), d, walk, strides, y0, y1);
+            // The channels left over, one phase at a time.
+            for (; c < end; c++)
                 for (int phase = 0; phase < d.Phases; phase++)
-                    for (c = first; c + 4 <= end; c += 4)
-                        WeightedWindowRowsOf4(groupWeights + phase * d.WeightPlane, Source(c), Output(c) + phase * d.Plane, d, walk, strides, y0, y1);
-            }
-            // The channels left over, one at a time.
-            for (int rest = c; rest < end; rest++)
-                for (int phase = 0; phase < d.Phases; phase++)
-                    WeightedWindowRowsOf1(groupWeights + phase * d.WeightPlane, Source(rest), Output(rest) + phase * d.Plane, d, walk, strides, y0, y1);
+                    WeightedWindowRowsOf1(groupWeights + phase * d.WeightPlane, Source(c), Output(c) + phase * d.Plane, d, walk, strides, y0, y1);
         }
     }
 
@@ -284,7 +295,8 @@ internal static unsafe class CarafeLoops
     static int Vectors(int width) => (width + Lanes - 1) / Lanes;
 
     /// <summary>
-    /// Rows y0..y1 of image b's kernel gradient, four taps at a time so each gradient load feeds four sums.
+    /// Rows y0..y1 of image b's kernel gradient, four taps at a time so each gradient load feeds four sums; the source
+    /// has each column repeated up times.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KernelGradientRows(float* source, float* grad, float* output, Dims d, int b, int y0, int y1)
@@ -294,7 +306,7 @@ internal static unsafe class CarafeLoops
         int vectors = Vectors(d.W);
         int* shift = stackalloc int[k2];
         for (int t = 0; t < k2; t++)
-            shift[t] = t / k * d.SourceW + t % k;
+            shift[t] = t / k * d.SourceW + d.Up * (t % k);
         for (int group = 0; group < d.G; group++)
         {
             float* groupGrad = grad + ((long)b * d.C + group * perGroup) * gc;
@@ -305,7 +317,7 @@ internal static unsafe class CarafeLoops
                 for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
                 {
                     float* g0 = groupGrad + (long)y * d.W + x;
-                    float* s0 = groupSource + (long)y * d.SourceW + x;
+                    float* s0 = groupSource + (long)(y / d.Up) * d.SourceW + x;
                     float* o0 = groupOutput + (long)y * d.W + x;
                     int t = 0;
                     for (; t + 4 <= k2; t += 4)
@@ -337,5 +349,66 @@ internal static unsafe class CarafeLoops
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Rows y0..y1 of image b's feature gradient for up-sampling by 2, two channels at a time. Source pixel (Y, X) fed
+    /// the 2×2 output pixels (2(Y − i) + u, 2(X − j) + v) through tap (i, j); a vector of 8 source columns sums 16
+    /// output columns, accumulated over every tap and phase and added in pairs once at the end. Rows and columns of the
+    /// rimmed gradient and kernels are at output resolution; <paramref name="offset"/> is in source pixels.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpsamplingGradientRows(float* weights, float* source, float* output, Dims d, int offset, int b, int y0, int y1)
+    {
+        int k = d.K, k2 = k * k, perGroup = d.ChannelsPerGroup, vectors = Vectors(d.W);
+        long sp = d.SourcePlane, wp = d.WeightPlane, op = d.Plane;
+        for (int group = 0; group < d.G; group++)
+        {
+            float* groupWeights = weights + ((long)b * d.G + group) * k2 * wp;
+            int end = (group + 1) * perGroup;
+            for (int c = group * perGroup; c < end; c += 2)
+            {
+                // An odd last channel is computed twice over and stored once.
+                float* first = source + ((long)b * d.C + c) * sp;
+                float* second = c + 1 < end ? first + sp : first;
+                for (int y = y0; y < y1; y++)
+                {
+                    for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+                    {
+                        Vector256<float> firstLow = Vector256<float>.Zero, firstHigh = firstLow, secondLow = firstLow, secondHigh = firstLow;
+                        for (int i = 0; i < k; i++)
+                        {
+                            for (int u = 0; u < 2; u++)
+                            {
+                                long row = (long)(2 * (y + offset - i) + u) * d.SourceW + 2 * (x + offset);
+                                for (int j = 0; j < k; j++)
+                                {
+                                    long at = row - 2 * j;
+                                    float* weight = groupWeights + (i * k + j) * wp + at;
+                                    var weightLow = Avx.LoadVector256(weight);
+                                    var weightHigh = Avx.LoadVector256(weight + Lanes);
+                                    firstLow = Fma.MultiplyAdd(weightLow, Avx.LoadVector256(first + at), firstLow);
+                                    firstHigh = Fma.MultiplyAdd(weightHigh, Avx.LoadVector256(first + at + Lanes), firstHigh);
+                                    secondLow = Fma.MultiplyAdd(weightLow, Avx.LoadVector256(second + at), secondLow);
+                                    secondHigh = Fma.MultiplyAdd(weightHigh, Avx.LoadVector256(second + at + Lanes), secondHigh);
+                                }
+                            }
+                        }
+                        float* to = output + ((long)b * d.C + c) * op + (long)y * d.W + x;
+                        Avx.Store(to, PairSums(firstLow, firstHigh));
+                        if (c + 1 < end)
+                            Avx.Store(to + op, PairSums(secondLow, secondHigh));
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>[l0 + l1, l2 + l3, …, l6 + l7, h0 + h1, …, h6 + h7]: adjacent output columns summed into their source column.</summary>
+    static Vector256<float> PairSums(Vector256<float> low, Vector256<float> high)
+    {
+        // HorizontalAdd works within 128-bit lanes: [l01, l23, h01, h23 | l45, l67, h45, h67]; swap the middle quarters.
+        var sums = Avx.HorizontalAdd(low, high);
+        return Avx2.Permute4x64(sums.AsDouble(), 0b11_01_10_00).AsSingle();
     }
 }

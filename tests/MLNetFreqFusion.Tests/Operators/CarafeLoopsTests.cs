@@ -44,7 +44,7 @@ public sealed class CarafeLoopsTests
                     var kernels = strided ? rand(new[] { b, groups * k * k, up * w, up * h }).transpose(2, 3) : rand(new[] { b, groups * k * k, up * h, up * w });
                     var cotangent = randn(new[] { b, c, up * h, up * w });
                     string what = $"up={up} k={k} {padding} groups={groups} x=[{b}, {c}, {h}, {w}] threads={threads} strided={strided}";
-                    Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(x, kernels), $"{what}: the loops run on this host");
+                    Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(x, kernels, up), $"{what}: the loops run on this host");
 
                     var (output, gradX, gradKernels) = WithGradients(x, kernels, cotangent, (a, m) => Carafe.Lean(a, m, k, up, padding));
                     var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
@@ -65,27 +65,31 @@ public sealed class CarafeLoopsTests
 
     /// <summary>The loops' pieces alone, so a wrong one fails here even if the dispatch in <see cref="Carafe"/> stopped reaching it.</summary>
     [TestMethod]
-    public void EachLoopEqualsItsAtenCounterpart()
+    [DataRow(1)]
+    [DataRow(2)]
+    public void EachLoopEqualsItsAtenCounterpart(int up)
     {
         using var scope = NewDisposeScope();
         manual_seed(12);
         const int k = 3, groups = 2;
-        long b = 2, c = 10, h = 9, w = 13;
+        // Seven channels per group: blocks of four and of two, and the ones left over.
+        long b = 2, c = 14, h = 9, w = 13;
         var x = randn(new[] { b, c, h, w });
-        var kernels = rand(new[] { b, groups * k * k, h, w });
-        var cotangent = randn(new[] { b, c, h, w });
+        var kernels = rand(new[] { b, groups * k * k, up * h, up * w });
+        var cotangent = randn(new[] { b, c, up * h, up * w });
         var padded = nn.functional.pad(x, new long[] { 1, 1, 1, 1 }, PaddingModes.Reflect);
         var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
-            (a, m) => Carafe.Unfold(a, m, k, 1, CarafePadding.Reflect));
+            (a, m) => Carafe.Unfold(a, m, k, up, CarafePadding.Reflect));
         var (_, expectedGradPadded, _) = WithGradients(padded.to(float64), kernels.to(float64), cotangent.to(float64),
-            // CARAFE of the padded map at its interior pixels reads only the map: the rim's kernels are never used.
-            (a, m) => Carafe.Unfold(a, nn.functional.pad(m, new long[] { 1, 1, 1, 1 }), k, 1, CarafePadding.Zeros)[.., .., 1..^1, 1..^1]);
+            // CARAFE of the padded map at its interior pixels (a rim of up output pixels) reads only the map: the
+            // rim's kernels are never used.
+            (a, m) => Carafe.Unfold(a, nn.functional.pad(m, new long[] { up, up, up, up }), k, up, CarafePadding.Zeros)[.., .., up..^up, up..^up]);
 
-        AssertClose(expected, CarafeLoops.Reassemble(padded, kernels, k, 1), "Reassemble");
-        AssertClose(expectedGradKernels, CarafeLoops.KernelGradient(padded, cotangent, k, groups), "KernelGradient");
+        AssertClose(expected, CarafeLoops.Reassemble(padded, kernels, k, up), "Reassemble");
+        AssertClose(expectedGradKernels, CarafeLoops.KernelGradient(padded, cotangent, k, up, groups), "KernelGradient");
         // The gradient of the reflect-padded map, before the padding is folded back: all of it, and its interior.
-        AssertClose(expectedGradPadded, CarafeLoops.PaddedGradient(kernels, cotangent, k, interiorOnly: false), "PaddedGradient");
-        AssertClose(expectedGradPadded[.., .., 1..^1, 1..^1], CarafeLoops.PaddedGradient(kernels, cotangent, k, interiorOnly: true), "PaddedGradient interior");
+        AssertClose(expectedGradPadded, CarafeLoops.PaddedGradient(kernels, cotangent, k, up, interiorOnly: false), "PaddedGradient");
+        AssertClose(expectedGradPadded[.., .., 1..^1, 1..^1], CarafeLoops.PaddedGradient(kernels, cotangent, k, up, interiorOnly: true), "PaddedGradient interior");
         Assert.IsTrue((expectedGradX - expectedGradPadded[.., .., 1..^1, 1..^1]).abs().max().item<double>() > 1e-3,
             "reflect padding moves gradient from the rim into the map, so the interior alone is not the input's gradient");
     }
@@ -96,10 +100,11 @@ public sealed class CarafeLoopsTests
         using var scope = NewDisposeScope();
         var features = randn(1, 2, 4, 8);
         var kernels = rand(1, 9, 4, 8);
-        Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(features, kernels));
-        Assert.IsFalse(CarafeLoops.Fits(features.to(float64), kernels.to(float64)), "float64 keeps the ATen formulation");
-        Assert.IsFalse(CarafeLoops.Fits(features, kernels.to(float64)));
-        Assert.IsFalse(CarafeLoops.Fits(randn(1, 2, 9, 7), rand(1, 9, 9, 7)), "maps narrower than one vector keep the ATen formulation");
+        Assert.AreEqual(Avx2.IsSupported && Fma.IsSupported, CarafeLoops.Fits(features, kernels, 1));
+        Assert.IsFalse(CarafeLoops.Fits(features, rand(1, 9, 12, 24), 3), "up factors above 2 keep the ATen formulation");
+        Assert.IsFalse(CarafeLoops.Fits(features.to(float64), kernels.to(float64), 1), "float64 keeps the ATen formulation");
+        Assert.IsFalse(CarafeLoops.Fits(features, kernels.to(float64), 1));
+        Assert.IsFalse(CarafeLoops.Fits(randn(1, 2, 9, 7), rand(1, 9, 9, 7), 1), "maps narrower than one vector keep the ATen formulation");
     }
 
     static (Tensor Out, Tensor GradX, Tensor GradKernels) WithGradients(Tensor x, Tensor kernels, Tensor cotangent, Func<Tensor, Tensor, Tensor> carafe)
