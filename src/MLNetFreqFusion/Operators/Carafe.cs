@@ -13,7 +13,9 @@ namespace MLNetFreqFusion.Operators;
 internal static class Carafe
 {
     /// <summary>
-    /// The memory-lean formulation, with its own backward pass that saves only the two inputs. Without up-sampling it
+    /// The memory-lean formulation, with its own backward pass that saves only the two inputs. In float32 on AVX2 hosts,
+    /// for maps at least 8 pixels wide and up factors 1 and 2, forward and backward run as <see cref="CarafeLoops"/>;
+    /// otherwise (float64, narrower maps, other CPUs) as ATen operations: without up-sampling it
     /// accumulates over the k² window offsets, each a view of the padded input. When up-sampling, it works on bands of
     /// source rows and channels: it gathers each pixel's k×k window channels-last, multiplies it by the pixel's up²
     /// sub-pixel kernels in one batched matrix product and writes the products straight into the output. Extra memory

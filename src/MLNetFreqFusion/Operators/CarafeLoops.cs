@@ -8,12 +8,14 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Operators;
 
 /// <summary>
-/// CARAFE without up-sampling (FreqFusion's high-pass reassembly) as AVX2/FMA loops over libtorch's memory, forward
-/// and both gradients. Each output is a sum of k² products per pixel; as ATen operations that is k² passes over the
-/// whole map (and k² products of its size for the kernel gradient), which made CARAFE ×1 a tenth of the concat head's
-/// step (docs/benchmarks.md §14). The loops make one pass: a block of four channels reuses each kernel load from
-/// registers, and the kernel gradient sums the channels of one pixel before it is stored. Every input is padded by
-/// <see cref="Carafe"/> (the padding mode is its business); the loops themselves never read outside a map.
+/// CARAFE ×1 and ×2, forward and both gradients, as AVX2/FMA loops over libtorch's memory. Every output is a sum of
+/// k² products (k² per phase when up-sampling); as ATen operations that was k² passes over the whole map at ×1 and
+/// gathered windows in batched matrix products of 4 × 25 at ×2, together a fifth of the concat head's training step
+/// (docs/benchmarks.md §14). The loops compute each output vector in registers in one pass: four channels (×1) or
+/// two channels' four phases (×2) share every load, the kernel gradient sums a pixel's channels before it stores, and
+/// the ×2 feature gradient sums output column pairs once at the end. <see cref="Carafe"/> pads the input (the padding
+/// mode is its business) and folds the padding's gradient back; the loops never read outside a map. Threads are
+/// libtorch's own (<see cref="OpenMpTeam"/>).
 /// </summary>
 internal static unsafe class CarafeLoops
 {
