@@ -10,7 +10,7 @@ namespace MLNetFreqFusion.Benchmarks;
 /// <summary>Which CARAFE formulation a benchmark runs.</summary>
 public enum CarafeFormulation
 {
-    /// <summary><see cref="Carafe.Lean"/>: accumulate over the k² window offsets at source resolution.</summary>
+    /// <summary><see cref="Carafe.Lean"/>: in float32 on AVX2 hosts <see cref="CarafeLoops"/> (docs/benchmarks.md §14), otherwise the ATen formulations.</summary>
     Lean,
     /// <summary><see cref="Carafe.Unfold"/>: the reference's unfold, nearest-upsample and weight.</summary>
     Unfold,
