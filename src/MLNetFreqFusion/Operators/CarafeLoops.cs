@@ -43,9 +43,9 @@ internal static unsafe class CarafeLoops
     readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep);
 
     /// <summary>
-    /// Batch, channels, kernel groups, kernel size, up factor, and the sizes of the output, source and weight maps as
-    /// the loop reads them (the forward pass sees up-sampled maps phase by phase, [.., N·up², h, w], as
-    /// <c>pixel_unshuffle</c> lays them out).
+    /// Batch, channels, kernel groups, kernel size, up factor, and the sizes of the output (on the source's grid: an
+    /// up-sampled output has up times its rows and columns), source and weight maps as the loop reads them (the forward
+    /// pass reads up-sampled kernels phase by phase, [.., N·up², h, w], as <c>pixel_unshuffle</c> lays them out).
     /// </summary>
     readonly record struct Dims(int B, int C, int G, int K, int Up, int H, int W, int SourceH, int SourceW, int WeightH, int WeightW)
     {
@@ -66,10 +66,10 @@ internal static unsafe class CarafeLoops
         var weights = Phased(kernels, up).contiguous();
         var source = padded.contiguous();
         long b = padded.shape[0], c = padded.shape[1], h = weights.shape[2], w = weights.shape[3];
-        var output = empty(new[] { b, c * up * up, h, w }, dtype: ScalarType.Float32);
-        // out_u[y, x] = Σ_ij kernel_(ij, u)[y, x] · padded[y + i, x + j] for each phase u
+        var output = empty(new[] { b, c, up * h, up * w }, dtype: ScalarType.Float32);
+        // out[up·y + u, up·x + v] = Σ_ij kernel_(ij, (u, v))[y, x] · padded[y + i, x + j]
         WeightedWindows(weights, source, output, k, up, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
-        return Unphased(output, up).MoveToOuterDisposeScope();
+        return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -124,15 +124,14 @@ internal static unsafe class CarafeLoops
         return output.MoveToOuterDisposeScope();
     }
 
+    /// <summary>[B, N, up·h, up·w] → [B, N·up², h, w], each plane's up² sub-pixel phases adjacent.</summary>
     static Tensor Phased(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_unshuffle(t, up);
-
-    static Tensor Unphased(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_shuffle(t, up);
 
     static void WeightedWindows(Tensor weights, Tensor source, Tensor output, int k, int up, Walk walk)
     {
         float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
         int phases = up * up;
-        var d = new Dims((int)output.shape[0], (int)(output.shape[1] / phases), (int)(weights.shape[1] / (k * k * phases)), k, up, (int)output.shape[2], (int)output.shape[3],
+        var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(weights.shape[1] / (k * k * phases)), k, up, (int)(output.shape[2] / up), (int)(output.shape[3] / up),
             (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
         InTasks(d, (bi, y0, y1) => WeightedWindowRows(wt, s, o, d, walk, bi, y0, y1));
     }
@@ -152,8 +151,8 @@ internal static unsafe class CarafeLoops
     }
 
     /// <summary>
-    /// Plane strides of one weighted window sum: between the taps of the weights and between output channels (the
-    /// up² phases of an up-sampling sit between both).
+    /// Plane strides of one weighted window sum: between the taps of the weights (their up² phases sit between them)
+    /// and between output channels (an up-sampled channel is up² planes).
     /// </summary>
     readonly record struct Strides(long WeightTap, long OutputChannel);
 
@@ -169,18 +168,19 @@ internal static unsafe class CarafeLoops
             int end = (group + 1) * perGroup, c = group * perGroup;
             float* Source(int channel) => source + ((long)b * d.C + channel) * d.SourcePlane;
             float* Output(int channel) => output + ((long)b * d.C + channel) * strides.OutputChannel;
-            // Up-sampling by 2: the four phases read the same windows, so two channels' phases are summed together;
-            // otherwise four channels share each weight load.
             if (d.Up == 2)
-                for (; c + 2 <= end; c += 2)
-                    UpsamplingRowsOf2(groupWeights, Source(c), Output(c), d, strides, y0, y1);
-            else
-                for (; c + 4 <= end; c += 4)
-                    WeightedWindowRowsOf4(groupWeights, Source(c), Output(c), d, walk, strides, y0, y1);
-            // The channels left over, one phase at a time.
+            {
+                // Up-sampling by 2: the four phases read the same windows, so two channels' phases are summed together;
+                // an odd last channel goes in both places and is stored once.
+                for (; c < end; c += 2)
+                    UpsamplingRowsOf2(groupWeights, Source(c), Source(Math.Min(c + 1, end - 1)), Output(c), c + 1 < end, d, strides, y0, y1);
+                continue;
+            }
+            // Four channels share each weight load; the ones left over go one at a time.
+            for (; c + 4 <= end; c += 4)
+                WeightedWindowRowsOf4(groupWeights, Source(c), Output(c), d, walk, strides, y0, y1);
             for (; c < end; c++)
-                for (int phase = 0; phase < d.Phases; phase++)
-                    WeightedWindowRowsOf1(groupWeights + phase * d.WeightPlane, Source(c), Output(c) + phase * d.Plane, d, walk, strides, y0, y1);
+                WeightedWindowRowsOf1(groupWeights, Source(c), Output(c), d, walk, strides, y0, y1);
         }
     }
 
@@ -219,13 +219,14 @@ internal static unsafe class CarafeLoops
 
     /// <summary>
     /// The forward pass of up-sampling by 2 for two channels: each source load feeds the four phases' sums, each
-    /// weight load both channels'.
+    /// weight load both channels'. The phases of a row are interleaved in registers and stored as whole output rows,
+    /// [B, C, 2h, 2w], so no pixel_shuffle pass follows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void UpsamplingRowsOf2(float* weights, float* source, float* output, Dims d, Strides strides, int y0, int y1)
+    static void UpsamplingRowsOf2(float* weights, float* firstSource, float* secondSource, float* output, bool storeSecond, Dims d, Strides strides, int y0, int y1)
     {
         int k = d.K, vectors = Vectors(d.W);
-        long sc = d.SourcePlane, oc = strides.OutputChannel, tap = strides.WeightTap, wp = d.WeightPlane, op = d.Plane;
+        long oc = strides.OutputChannel, tap = strides.WeightTap, wp = d.WeightPlane, row = 2L * d.W;
         for (int y = y0; y < y1; y++)
         {
             for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
@@ -234,11 +235,11 @@ internal static unsafe class CarafeLoops
                 for (int i = 0; i < k; i++)
                 {
                     float* weightRow = weights + i * k * tap + (long)y * d.WeightW + x;
-                    float* sourceRow = source + (long)(y + i) * d.SourceW + x;
+                    long sourceRow = (long)(y + i) * d.SourceW + x;
                     for (int j = 0; j < k; j++)
                     {
-                        var first = Avx.LoadVector256(sourceRow + j);
-                        var second = Avx.LoadVector256(sourceRow + j + sc);
+                        var first = Avx.LoadVector256(firstSource + sourceRow + j);
+                        var second = Avx.LoadVector256(secondSource + sourceRow + j);
                         float* at = weightRow + j * tap;
                         var w0 = Avx.LoadVector256(at);
                         var w1 = Avx.LoadVector256(at + wp);
@@ -254,17 +255,27 @@ internal static unsafe class CarafeLoops
                         b3 = Fma.MultiplyAdd(w3, second, b3);
                     }
                 }
-                float* to = output + (long)y * d.W + x;
-                Avx.Store(to, a0);
-                Avx.Store(to + op, a1);
-                Avx.Store(to + 2 * op, a2);
-                Avx.Store(to + 3 * op, a3);
-                Avx.Store(to + oc, b0);
-                Avx.Store(to + oc + op, b1);
-                Avx.Store(to + oc + 2 * op, b2);
-                Avx.Store(to + oc + 3 * op, b3);
+                // Phases (u, v) = (0, 0), (0, 1), (1, 0), (1, 1): output rows 2y and 2y + 1, columns 2x + v.
+                float* to = output + 2L * y * row + 2 * x;
+                StoreInterleaved(to, a0, a1);
+                StoreInterleaved(to + row, a2, a3);
+                if (storeSecond)
+                {
+                    StoreInterleaved(to + oc, b0, b1);
+                    StoreInterleaved(to + oc + row, b2, b3);
+                }
             }
         }
+    }
+
+    /// <summary>Stores [e0, o0, e1, o1, …, e7, o7]: an output row's even and odd columns.</summary>
+    static void StoreInterleaved(float* to, Vector256<float> even, Vector256<float> odd)
+    {
+        // Unpacking works within 128-bit lanes: [e0 o0 e1 o1 | e4 o4 e5 o5] and [e2 o2 e3 o3 | e6 o6 e7 o7].
+        var low = Avx.UnpackLow(even, odd);
+        var high = Avx.UnpackHigh(even, odd);
+        Avx.Store(to, Avx.Permute2x128(low, high, 0x20));
+        Avx.Store(to + Lanes, Avx.Permute2x128(low, high, 0x31));
     }
 
     /// <summary>One channel, for the channels of a group left over after the blocks.</summary>

@@ -47,6 +47,10 @@ public sealed class TrainingBehaviourTests
     [TestMethod]
     public void LiveTensorsDoNotGrowAcrossEpochs()
     {
+        // The count is process-wide: tensors an earlier test left to the finalizer (one that failed half-way, say)
+        // would otherwise be finalized during this run and lower a later epoch's count.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         var liveAtEpochEnd = new Dictionary<int, long>();
         Train(3, 8, 4, (_, r) =>
         {
