@@ -156,7 +156,10 @@ internal static unsafe class CarafeLoops
     /// </summary>
     readonly record struct Strides(long WeightTap, long OutputChannel);
 
-    /// <summary>Rows y0..y1 of image b: out_u[c, y, x] = Σ_ij weight_(g(c), ij, u)[walk] · source[c, walk] for each phase u.</summary>
+    /// <summary>
+    /// Rows y0..y1 (on the source's grid) of image b: out[c, y, x] = Σ_ij weight_(g(c), ij)[walk] · source[c, walk],
+    /// for each of the four sub-pixel phases when up-sampling by 2.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void WeightedWindowRows(float* weights, float* source, float* output, Dims d, Walk walk, int b, int y0, int y1)
     {
