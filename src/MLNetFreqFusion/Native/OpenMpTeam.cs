@@ -13,7 +13,6 @@ namespace MLNetFreqFusion.Native;
 internal static unsafe class OpenMpTeam
 {
     static readonly delegate* unmanaged<delegate* unmanaged<IntPtr, void>, IntPtr, uint, uint, void> s_parallel;
-    static readonly delegate* unmanaged<int> s_threadNumber;
 
     /// <summary>The libgomp libtorch loaded, or null where there is none (libtorch on Windows or macOS, or not loaded yet).</summary>
     public static string? Library { get; }
@@ -23,14 +22,12 @@ internal static unsafe class OpenMpTeam
         // libtorch ships its own libgomp under a hashed name; the one to use is whichever this process has mapped.
         Library = LoadedLibGomp();
         if (Library is null || !NativeLibrary.TryLoad(Library, out var handle)
-            || !NativeLibrary.TryGetExport(handle, "GOMP_parallel", out var parallel)
-            || !NativeLibrary.TryGetExport(handle, "omp_get_thread_num", out var threadNumber))
+            || !NativeLibrary.TryGetExport(handle, "GOMP_parallel", out var parallel))
         {
             Library = null;
             return;
         }
         s_parallel = (delegate* unmanaged<delegate* unmanaged<IntPtr, void>, IntPtr, uint, uint, void>)parallel;
-        s_threadNumber = (delegate* unmanaged<int>)threadNumber;
     }
 
     static string? LoadedLibGomp()
