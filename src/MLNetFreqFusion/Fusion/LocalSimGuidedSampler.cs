@@ -115,8 +115,6 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             // backward). NaN positions become the centre; the trainer's weight check then reports the divergence.
             .nan_to_num(0.0).clamp(-1.0, 1.0);
         var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
-        return OperatorProfile.Section("grid_sample", grouped, grid,
-                (input, positions) => nn.functional.grid_sample(input, positions, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false))
-            .view(b, -1, Scale * h, Scale * w);
+        return OperatorProfile.Section("grid_sample", grouped, grid, GridSample.Bilinear).view(b, -1, Scale * h, Scale * w);
     }
 }
