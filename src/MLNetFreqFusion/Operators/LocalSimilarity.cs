@@ -42,11 +42,13 @@ internal static class LocalSimilarity
 
     static Tensor Compute(Tensor x, int window, int dilation, long bandBytes)
     {
+        var geometry = new Geometry(Offsets(window, dilation), window, dilation, bandBytes);
         using var scope = NewDisposeScope();
+        if (LocalSimilarityLoops.Fits(x, window))
+            return LoopsFunction.apply(x, geometry).MoveToOuterDisposeScope();
         // Normalising once, with the norm clamped like cosine_similarity's eps, makes each neighbour a plain dot product;
         // left to autograd, its backward is exact and costs a few full-size passes, not one per neighbour.
         var unit = x / linalg.vector_norm(x, 2, new long[] { 1 }, keepdim: true).clamp_min(Epsilon);
-        var geometry = new Geometry(Offsets(window, dilation), bandBytes);
         return DotFunction.apply(unit, geometry).MoveToOuterDisposeScope();
     }
 
@@ -66,7 +68,7 @@ internal static class LocalSimilarity
     /// The offsets are point-symmetric: row-major order without the centre puts the opposite of offset t at
     /// count − 1 − t, which the backward pass relies on.
     /// </remarks>
-    sealed record Geometry((int Dy, int Dx)[] Offsets, long BandBytes);
+    sealed record Geometry((int Dy, int Dx)[] Offsets, int Window, int Dilation, long BandBytes);
 
     /// <summary>
     /// One neighbour's overlap with a band of rows [r0, r1): the output rows and columns whose neighbour lies inside
@@ -153,16 +155,7 @@ internal static class LocalSimilarity
     {
         using var scope = NewDisposeScope();
         int h = (int)unit.shape[2], w = (int)unit.shape[3], count = g.Offsets.Length;
-        var weights = gradOutput.clone();
-        for (int t = 0; t < count; t++)
-        {
-            var o = Overlap.Of(g.Offsets[t], 0, h, h, w);
-            if (o.IsEmpty)
-                continue;
-            using var target = weights[.., t, o.Rows, o.Cols];
-            using var opposite = gradOutput[.., count - 1 - t, o.NeighbourRows, o.NeighbourCols];
-            target.add_(opposite);
-        }
+        var weights = NeighbourWeights(gradOutput, g);
         var gradUnit = zeros_like(unit);
         foreach (var (r0, r1) in Bands(unit, g.BandBytes))
         {
@@ -178,5 +171,53 @@ internal static class LocalSimilarity
             }
         }
         return gradUnit.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>S_t(q) = G_t(q) + G_t̄(q + d_t), the second term only where q + d_t lies inside the map (see <see cref="Backward"/>).</summary>
+    static Tensor NeighbourWeights(Tensor gradOutput, Geometry g)
+    {
+        int h = (int)gradOutput.shape[2], w = (int)gradOutput.shape[3], count = g.Offsets.Length;
+        var weights = gradOutput.clone();
+        for (int t = 0; t < count; t++)
+        {
+            var o = Overlap.Of(g.Offsets[t], 0, h, h, w);
+            if (o.IsEmpty)
+                continue;
+            using var target = weights[.., t, o.Rows, o.Cols];
+            using var opposite = gradOutput[.., count - 1 - t, o.NeighbourRows, o.NeighbourCols];
+            target.add_(opposite);
+        }
+        return weights;
+    }
+
+    /// <summary>
+    /// The whole cosine similarity, normalisation included, as <see cref="LocalSimilarityLoops"/> (float32 on AVX2
+    /// hosts): the padded unit vectors and the norms are saved for the backward pass instead of the normalisation's
+    /// autograd graph.
+    /// </summary>
+    sealed class LoopsFunction : autograd.SingleTensorFunction<LoopsFunction>
+    {
+        public override string Name => "LocalSimilarityLoops";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var (x, geometry) = ((Tensor)vars[0], (Geometry)vars[1]);
+            var (paddedUnit, norms) = LocalSimilarityLoops.Normalize(x, geometry.Dilation, (float)Epsilon);
+            ctx.save_for_backward(new List<Tensor> { paddedUnit, norms });
+            ctx.save_data("geometry", geometry);
+            // Saved as tensors, not disposed here: the autograd node takes its references once forward has returned,
+            // and the scope around the call disposes these handles after that.
+            return LocalSimilarityLoops.Dots(paddedUnit, geometry.Dilation);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var saved = ctx.get_saved_variables();
+            var geometry = (Geometry)ctx.get_data("geometry");
+            using var weights = NeighbourWeights(gradOutput, geometry);
+            var gradX = LocalSimilarityLoops.Gradient(saved[0], saved[1], weights, geometry.Dilation, (float)Epsilon);
+            saved.ForEach(t => t.Dispose());
+            return new List<Tensor> { gradX, null! };
+        }
     }
 }
