@@ -293,12 +293,20 @@ static class StepProfile
         ["no-tap-products"] = on => SpatialConvolution.TapProductsOffForBenchmark = on,
         // B = CARAFE ×1 back on ATen's k² passes instead of the AVX2 loops (§14): what they save.
         ["no-carafe-loops"] = on => CarafeLoops.OffForBenchmark = on,
+        // B = grid_sample back on ATen's kernel instead of the AVX2 loops (§15): what they save.
+        ["no-grid-sample-loops"] = on => GridSampleLoops.OffForBenchmark = on,
+        // B = local similarity back on ATen's bands instead of the AVX2 loops (§15).
+        ["no-local-similarity-loops"] = on => LocalSimilarityLoops.OffForBenchmark = on,
     };
 
-    /// <summary>One network, steps alternating between the current formulation (A) and the candidate (B).</summary>
+    /// <summary>
+    /// One network, steps alternating between the current formulation (A) and the candidate (B); experiments joined by
+    /// '+' switch together.
+    /// </summary>
     static void AlternateVariants(SegmentationDecoder head, int size, int batch, int steps, int classes, string experiment, bool inference)
     {
-        var toggle = Experiments[experiment];
+        var toggles = experiment.Split('+').Select(name => Experiments[name]).ToArray();
+        Action<bool> toggle = on => Array.ForEach(toggles, t => t(on));
         using var setup = new Setup(head, size, batch, classes);
         var ratios = new List<double>();
         var times = (A: new List<double>(), B: new List<double>());
@@ -321,7 +329,14 @@ static class StepProfile
                 Console.WriteLine($"# non-finite parameter after training: {name}");
         }
         Console.WriteLine($"| {experiment} | {head} | {(inference ? "inference" : "training step")} | {size}² batch {batch} | A {Median(times.A) * 1000:F0} ms | B {Median(times.B) * 1000:F0} ms | " +
-            $"B/A **{Median(ratios):F3}** (min {ratios.Min():F3}, max {ratios.Max():F3}, {ratios.Count} pairs) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+            $"B/A **{Median(ratios):F3}** (min {ratios.Min():F3}, max {ratios.Max():F3}, {ratios.Count} pairs; mean {ratios.Average():F3} ± {StandardError(ratios):F3}) | {File.ReadAllText("/proc/loadavg").Trim()} |");
+    }
+
+    /// <summary>The standard error of the mean: how far the mean ratio of this many pairs may sit from the true one.</summary>
+    static double StandardError(List<double> values)
+    {
+        double mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / Math.Max(1, values.Count - 1) / values.Count);
     }
 
     /// <summary>
