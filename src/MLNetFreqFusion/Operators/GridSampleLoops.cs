@@ -21,15 +21,20 @@ internal static unsafe class GridSampleLoops
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-grid-sample-loops</c> only, to time the networks without them.</summary>
     internal static bool OffForBenchmark { get; set; }
 
-    const int ChannelsPerTask = 8;
+    /// <summary>Output elements a task should have at least, so that handing it out costs little beside its work.</summary>
+    const int ElementsPerTask = 16384;
     const int PixelsPerTask = 1024;
 
+    /// <summary>Output pixels an image needs for the loops: below, ATen's kernel was faster (0.1 against 0.4 ms at [32, 64, 6²], docs/benchmarks.md §15).</summary>
+    internal const int MinimumPixels = 64;
+
     /// <summary>
-    /// Whether the loops run: float32 CPU tensors whose input planes have element offsets that fit in 32 bits.
-    /// Otherwise <see cref="GridSample"/> calls ATen's <c>grid_sample</c>.
+    /// Whether the loops run: float32 CPU tensors, at least <see cref="MinimumPixels"/> output pixels an image, input
+    /// planes whose element offsets fit in 32 bits. Otherwise <see cref="GridSample"/> calls ATen's <c>grid_sample</c>.
     /// </summary>
     public static bool Fits(Tensor input, Tensor grid) =>
         !OffForBenchmark && input.dim() == 4 && grid.dim() == 4 && grid.shape[3] == 2 && grid.shape[0] == input.shape[0]
+        && grid.shape[1] * grid.shape[2] >= MinimumPixels
         && input.shape[2] * input.shape[3] < int.MaxValue && grid.shape[1] * grid.shape[2] < int.MaxValue
         && input.dtype == ScalarType.Float32 && grid.dtype == ScalarType.Float32
         && input.device_type == DeviceType.CPU && grid.device_type == DeviceType.CPU;
@@ -114,7 +119,7 @@ internal static unsafe class GridSampleLoops
         using var corners = new Corners(TensorMemory.Floats(positions), n, (int)(grid.shape[1] * grid.shape[2]), (int)x.shape[2], (int)x.shape[3]);
         float* source = TensorMemory.Floats(x), target = TensorMemory.Floats(output);
         long plane = (long)corners.InputH * corners.InputW;
-        InChannelTasks(n, c, (image, c0, c1) =>
+        InChannelTasks(n, c, corners.Pixels, (image, c0, c1) =>
             SamplePlanes(corners, image, source + ((long)image * c + c0) * plane, target + ((long)image * c + c0) * corners.Pixels, c1 - c0));
         return output.MoveToOuterDisposeScope();
     }
@@ -138,7 +143,7 @@ internal static unsafe class GridSampleLoops
         {
             gradInput = zeros(x.shape, dtype: ScalarType.Float32);
             float* target = TensorMemory.Floats(gradInput);
-            InChannelTasks(n, c, (image, c0, c1) =>
+            InChannelTasks(n, c, corners.Pixels, (image, c0, c1) =>
                 SpreadPlanes(corners, image, gradOut + ((long)image * c + c0) * corners.Pixels, target + ((long)image * c + c0) * plane, c1 - c0));
         }
         if (needGrid)
@@ -156,14 +161,19 @@ internal static unsafe class GridSampleLoops
         return (gradInput?.MoveToOuterDisposeScope(), gradGrid?.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Blocks of channels per image, on libtorch's OpenMP threads.</summary>
-    static void InChannelTasks(int n, int c, Action<int, int, int> channels)
+    /// <summary>
+    /// Blocks of channels per image, on libtorch's OpenMP threads: multiples of four channels (the loops' unit), as
+    /// many as make a task of <see cref="ElementsPerTask"/>, so that small maps are whole images per task instead of
+    /// thousands of tiny ones.
+    /// </summary>
+    static void InChannelTasks(int n, int c, int pixels, Action<int, int, int> channels)
     {
-        int blocks = (c + ChannelsPerTask - 1) / ChannelsPerTask;
+        int perTask = Math.Min(c, Math.Max(4, (ElementsPerTask / pixels + 3) / 4 * 4));
+        int blocks = (c + perTask - 1) / perTask;
         OpenMpTeam.For(n * blocks, get_num_threads(), task =>
         {
-            int c0 = task % blocks * ChannelsPerTask;
-            channels(task / blocks, c0, Math.Min(c, c0 + ChannelsPerTask));
+            int c0 = task % blocks * perTask;
+            channels(task / blocks, c0, Math.Min(c, c0 + perTask));
         });
     }
 

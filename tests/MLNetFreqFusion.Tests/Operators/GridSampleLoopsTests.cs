@@ -21,9 +21,10 @@ public sealed class GridSampleLoopsTests
     [DataRow(2, 5, 7, 9, 6, 11, 1.5, 1, false, DisplayName = "5 channels, output larger in width, partly clipped, 1 thread")]
     [DataRow(2, 5, 7, 9, 6, 11, 1.5, 2, true, DisplayName = "the same, 2 threads, strided input and grid")]
     [DataRow(3, 13, 16, 16, 16, 16, 0.9, 2, false, DisplayName = "13 channels, inside the map")]
-    [DataRow(1, 3, 4, 5, 3, 3, 3.0, 2, true, DisplayName = "3 channels, mostly far outside")]
+    [DataRow(1, 3, 4, 5, 8, 9, 3.0, 2, true, DisplayName = "3 channels, mostly far outside")]
     [DataRow(2, 9, 20, 24, 40, 41, 1.05, 2, false, DisplayName = "1,640 grid pixels: two tasks, the second partial")]
-    [DataRow(4, 1, 1, 1, 2, 3, 1.0, 1, false, DisplayName = "a 1×1 input")]
+    [DataRow(4, 1, 1, 1, 8, 9, 1.0, 1, false, DisplayName = "a 1×1 input")]
+    [DataRow(2, 6, 5, 4, 8, 8, 1.2, 2, false, DisplayName = "the fewest output pixels the loops take: 64")]
     public void LoopsEqualAtenInFloat64(int n, int c, int hi, int wi, int ho, int wo, double spread, int threads, bool strided)
     {
         using var scope = NewDisposeScope();
@@ -56,9 +57,13 @@ public sealed class GridSampleLoopsTests
         using var scope = NewDisposeScope();
         var x = arange(12, float32).view(1, 1, 3, 4);
         // x = 1 is the right edge of the last column, beyond its centre: clipped; y = 0 is the middle row's centre.
-        var grid = tensor(new float[] { 1f, 0f, -1.5f, 0f, 0f, 0f }, new long[] { 1, 1, 3, 2 }).requires_grad_();
+        // The first three of 64 positions (the fewest the loops take); the others sit at the map's centre.
+        var positions = new float[2 * GridSampleLoops.MinimumPixels];
+        new float[] { 1f, 0f, -1.5f, 0f }.CopyTo(positions, 0);
+        var grid = tensor(positions, new long[] { 1, 8, 8, 2 }).requires_grad_();
+        Assert.IsTrue(GridSampleLoops.Fits(x, grid));
         var output = GridSample.Bilinear(x, grid);
-        CollectionAssert.AreEqual(new[] { 7f, 4f, 5.5f }, output.data<float>().ToArray());
+        CollectionAssert.AreEqual(new[] { 7f, 4f, 5.5f }, output.data<float>().ToArray()[..3]);
         output.sum().backward();
         var gradient = grid.grad!.data<float>().ToArray();
         Assert.AreEqual(0f, gradient[0], "x clipped at the right: no gradient");
@@ -74,9 +79,11 @@ public sealed class GridSampleLoopsTests
     public void Float64AndOtherShapesKeepAten()
     {
         using var scope = NewDisposeScope();
-        Assert.IsFalse(GridSampleLoops.Fits(randn(1, 2, 4, 4, float64), zeros(1, 3, 3, 2, float64)), "float64 keeps ATen");
-        Assert.IsFalse(GridSampleLoops.Fits(randn(1, 2, 4, 4), zeros(1, 3, 3, 2, float64)), "mixed types keep ATen");
-        Assert.IsFalse(GridSampleLoops.Fits(randn(2, 2, 4, 4), zeros(1, 3, 3, 2)), "a grid per image");
+        Assert.IsFalse(GridSampleLoops.Fits(randn(1, 2, 4, 4, float64), zeros(1, 8, 8, 2, float64)), "float64 keeps ATen");
+        Assert.IsFalse(GridSampleLoops.Fits(randn(1, 2, 4, 4), zeros(1, 8, 8, 2, float64)), "mixed types keep ATen");
+        Assert.IsFalse(GridSampleLoops.Fits(randn(2, 2, 4, 4), zeros(1, 8, 8, 2)), "a grid per image");
+        Assert.IsTrue(GridSampleLoops.Fits(randn(1, 2, 4, 4), zeros(1, 8, 8, 2)));
+        Assert.IsFalse(GridSampleLoops.Fits(randn(1, 2, 4, 4), zeros(1, 7, 9, 2)), "fewer than 64 output pixels keep ATen");
         // float64 through the public entry point still works, on ATen.
         var x = randn(1, 2, 4, 4, float64);
         var grid = zeros(1, 3, 3, 2, float64);
