@@ -66,6 +66,7 @@ internal static unsafe class CarafeLoops
         var weights = Phased(kernels, up).contiguous();
         var source = padded.contiguous();
         long b = padded.shape[0], c = padded.shape[1], h = weights.shape[2], w = weights.shape[3];
+        RequireVectorWidth(w);
         var output = empty(new[] { b, c, up * h, up * w }, dtype: ScalarType.Float32);
         // out[up·y + u, up·x + v] = Σ_ij kernel_(ij, (u, v))[y, x] · padded[y + i, x + j]
         WeightedWindows(weights, source, output, k, up, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
@@ -81,6 +82,7 @@ internal static unsafe class CarafeLoops
     {
         if (up != 1 && up != 2)
             throw new ArgumentOutOfRangeException(nameof(up), up, "The loops' feature gradient covers up factors 1 and 2.");
+        RequireVectorWidth(kernels.shape[3] / up);
         using var scope = NewDisposeScope();
         int p = k / 2, q = 2 * p, rim = up * q;
         // Zero rims of 2p source pixels make every (Y − i, X − j) a valid read, so the loop has no bounds to test.
@@ -117,11 +119,22 @@ internal static unsafe class CarafeLoops
         var source = up == 1 ? padded.contiguous() : padded.repeat_interleave(up, 3).contiguous();
         var grad = gradOutput.contiguous();
         long b = grad.shape[0], c = grad.shape[1], h = grad.shape[2], w = grad.shape[3];
+        RequireVectorWidth(w / up);
         var output = empty(new[] { b, groups * k * k, h, w }, dtype: ScalarType.Float32);
         float* s = TensorMemory.Floats(source), g = TensorMemory.Floats(grad), o = TensorMemory.Floats(output);
         var d = new Dims((int)b, (int)c, (int)groups, k, up, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
         InTasks(d, (bi, y0, y1) => KernelGradientRows(s, g, o, d, bi, y0, y1));
         return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The loops' last vector of a row ends at the row's end; a row shorter than a vector would start it before the
+    /// row, outside the tensor. <see cref="Fits"/> keeps such maps away; this makes a caller that skipped it fail safely.
+    /// </summary>
+    static void RequireVectorWidth(long width)
+    {
+        if (width < Lanes)
+            throw new ArgumentException($"The CARAFE loops need maps at least {Lanes} pixels wide (got {width}); check CarafeLoops.Fits first.");
     }
 
     /// <summary>[B, N, up·h, up·w] → [B, N·up², h, w], each plane's up² sub-pixel phases adjacent.</summary>
