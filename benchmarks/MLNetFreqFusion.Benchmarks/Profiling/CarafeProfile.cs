@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using MLNetFreqFusion.Fusion;
 using MLNetFreqFusion.Operators;
 using static TorchSharp.torch;
@@ -33,12 +32,12 @@ static class CarafeProfile
             var x = randn(batch, channels, size, size);
             var kernels = randn(batch, kernel * kernel, up * size, up * size).softmax(1);
             var upstream = randn(batch, channels, up * size, up * size);
-            var inference = Alternate(steps, () =>
+            var inference = LoopsAgainstAten.Alternate(steps, Toggle, () =>
             {
                 using var noGrad = no_grad();
                 Carafe.Lean(x, kernels, kernel, up, CarafePadding.Zeros);
             });
-            var training = Alternate(steps, () =>
+            var training = LoopsAgainstAten.Alternate(steps, Toggle, () =>
             {
                 var features = x.detach().requires_grad_();
                 var weights = kernels.detach().requires_grad_();
@@ -47,30 +46,7 @@ static class CarafeProfile
             Console.WriteLine($"| [{batch}, {channels}, {size}²], {kernel}×{kernel}, ×{up} | {inference.A:F1} / {inference.B:F1} | {inference.Ratio:F2} | " +
                 $"{training.A:F1} / {training.B:F1} | {training.Ratio:F2} |");
         }
-        CarafeLoops.OffForBenchmark = false;
     }
 
-    static (double A, double B, double Ratio) Alternate(int steps, Action call)
-    {
-        var (a, b, ratios) = (new List<double>(), new List<double>(), new List<double>());
-        for (int i = -2; i < steps; i++)
-        {
-            double timeA = Time(loops: true, call), timeB = Time(loops: false, call);
-            if (i < 0)
-                continue;
-            a.Add(timeA);
-            b.Add(timeB);
-            ratios.Add(timeB / timeA);
-        }
-        return (StepProfile.Median(a), StepProfile.Median(b), StepProfile.Median(ratios));
-    }
-
-    static double Time(bool loops, Action call)
-    {
-        CarafeLoops.OffForBenchmark = !loops;
-        using var scope = NewDisposeScope();
-        long start = Stopwatch.GetTimestamp();
-        call();
-        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-    }
+    static void Toggle(bool loops) => CarafeLoops.OffForBenchmark = !loops;
 }

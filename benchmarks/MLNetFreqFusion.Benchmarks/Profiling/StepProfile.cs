@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|convolutions|carafe|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
+/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|convolutions|carafe|offsets|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
@@ -78,6 +78,10 @@ static class StepProfile
             case "carafe":
                 UseTrainersAllocator();
                 CarafeProfile.Run(steps);
+                break;
+            case "offsets":
+                UseTrainersAllocator();
+                OffsetGeneratorProfile.Run(steps);
                 break;
             case "optimizer":
                 foreach (var head in Heads)
