@@ -87,6 +87,21 @@ internal static unsafe class OpenMpTeam
         loop.Error?.Throw();
     }
 
+    /// <summary>
+    /// Calls <paramref name="rows"/>(image, first row, end row) for bands of <paramref name="rowsPerBand"/> rows of each
+    /// of <paramref name="images"/> images <paramref name="height"/> rows high, on libtorch's intra-op thread count (the
+    /// trainer's): the task split of the row-wise loops (CARAFE, local similarity).
+    /// </summary>
+    public static void ForRowBands(int images, int height, int rowsPerBand, Action<int, int, int> rows)
+    {
+        int bands = (height + rowsPerBand - 1) / rowsPerBand;
+        For(images * bands, TorchSharp.torch.get_num_threads(), task =>
+        {
+            int y0 = task % bands * rowsPerBand;
+            rows(task / bands, y0, Math.Min(height, y0 + rowsPerBand));
+        });
+    }
+
     [UnmanagedCallersOnly]
     static void Work(IntPtr state)
     {

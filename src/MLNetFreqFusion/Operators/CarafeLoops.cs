@@ -149,19 +149,8 @@ internal static unsafe class CarafeLoops
         InTasks(d, (bi, y0, y1) => WeightedWindowRows(wt, s, o, d, walk, bi, y0, y1));
     }
 
-    /// <summary>
-    /// Bands of output rows per image, on libtorch's OpenMP threads, as many as its intra-op setting (the trainer's
-    /// thread count).
-    /// </summary>
-    static void InTasks(Dims d, Action<int, int, int> rows)
-    {
-        int bands = (d.H + RowsPerTask - 1) / RowsPerTask;
-        OpenMpTeam.For(d.B * bands, torch.get_num_threads(), task =>
-        {
-            int y0 = task % bands * RowsPerTask;
-            rows(task / bands, y0, Math.Min(d.H, y0 + RowsPerTask));
-        });
-    }
+    /// <summary>Bands of output rows per image, on libtorch's OpenMP threads.</summary>
+    static void InTasks(Dims d, Action<int, int, int> rows) => OpenMpTeam.ForRowBands(d.B, d.H, RowsPerTask, rows);
 
     /// <summary>
     /// Plane strides of one weighted window sum: between the taps of the weights (their up² phases sit between them)

@@ -102,7 +102,26 @@ internal static unsafe class GridSampleLoops
             return (c, size * 0.5f);
         }
 
+        /// <summary>Elements in one channel of the input.</summary>
+        public long Plane => (long)InputH * InputW;
+
+        /// <summary>The corners and fractions from pixel <paramref name="first"/> on: an image's, or a task's part of one.</summary>
+        public Entries From(long first) => new(this, first);
+
         public void Dispose() => NativeMemory.AlignedFree(_block);
+    }
+
+    readonly struct Entries(Corners table, long first)
+    {
+        public void Deconstruct(out int* nw, out int* ne, out int* sw, out int* se, out float* fractionX, out float* fractionY)
+        {
+            nw = table.Nw + first;
+            ne = table.Ne + first;
+            sw = table.Sw + first;
+            se = table.Se + first;
+            fractionX = table.FractionX + first;
+            fractionY = table.FractionY + first;
+        }
     }
 
     /// <summary>
@@ -118,7 +137,7 @@ internal static unsafe class GridSampleLoops
         var output = empty(new[] { n, c, grid.shape[1], grid.shape[2] }, dtype: ScalarType.Float32);
         using var corners = new Corners(TensorMemory.Floats(positions), n, (int)(grid.shape[1] * grid.shape[2]), (int)x.shape[2], (int)x.shape[3]);
         float* source = TensorMemory.Floats(x), target = TensorMemory.Floats(output);
-        long plane = (long)corners.InputH * corners.InputW;
+        long plane = corners.Plane;
         InChannelTasks(n, c, corners.Pixels, (image, c0, c1) =>
             SamplePlanes(corners, image, source + ((long)image * c + c0) * plane, target + ((long)image * c + c0) * corners.Pixels, c1 - c0));
         return output.MoveToOuterDisposeScope();
@@ -136,7 +155,7 @@ internal static unsafe class GridSampleLoops
         var gradient = gradOutput.contiguous();
         int n = (int)x.shape[0], c = (int)x.shape[1];
         using var corners = new Corners(TensorMemory.Floats(positions), n, (int)(grid.shape[1] * grid.shape[2]), (int)x.shape[2], (int)x.shape[3]);
-        long plane = (long)corners.InputH * corners.InputW;
+        long plane = corners.Plane;
         float* source = TensorMemory.Floats(x), gradOut = TensorMemory.Floats(gradient);
         Tensor? gradInput = null, gradGrid = null;
         if (needInput)
@@ -181,10 +200,9 @@ internal static unsafe class GridSampleLoops
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void SamplePlanes(Corners k, int image, float* source, float* output, int channels)
     {
-        long plane = (long)k.InputH * k.InputW, first = (long)image * k.Pixels;
+        long plane = k.Plane, first = (long)image * k.Pixels;
         int pixels = k.Pixels;
-        int* nwAt = k.Nw + first, neAt = k.Ne + first, swAt = k.Sw + first, seAt = k.Se + first;
-        float* fxAt = k.FractionX + first, fyAt = k.FractionY + first;
+        var (nwAt, neAt, swAt, seAt, fxAt, fyAt) = k.From(first);
         int c = 0;
         for (; c + 4 <= channels; c += 4)
         {
@@ -223,10 +241,9 @@ internal static unsafe class GridSampleLoops
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void GridGradientPixels(Corners k, int image, float* source, float* gradOut, int channels, float* gradGrid, int p0, int p1)
     {
-        long plane = (long)k.InputH * k.InputW, first = (long)image * k.Pixels + p0;
+        long plane = k.Plane, first = (long)image * k.Pixels + p0;
         int pixels = k.Pixels, count = p1 - p0;
-        int* nwAt = k.Nw + first, neAt = k.Ne + first, swAt = k.Sw + first, seAt = k.Se + first;
-        float* fxAt = k.FractionX + first, fyAt = k.FractionY + first;
+        var (nwAt, neAt, swAt, seAt, fxAt, fyAt) = k.From(first);
         float* sumX = stackalloc float[PixelsPerTask], sumY = stackalloc float[PixelsPerTask];
         new Span<float>(sumX, count).Clear();
         new Span<float>(sumY, count).Clear();
@@ -281,10 +298,9 @@ internal static unsafe class GridSampleLoops
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void SpreadPlanes(Corners k, int image, float* gradOut, float* gradInput, int channels)
     {
-        long plane = (long)k.InputH * k.InputW, first = (long)image * k.Pixels;
+        long plane = k.Plane, first = (long)image * k.Pixels;
         int pixels = k.Pixels;
-        int* nwAt = k.Nw + first, neAt = k.Ne + first, swAt = k.Sw + first, seAt = k.Se + first;
-        float* fxAt = k.FractionX + first, fyAt = k.FractionY + first;
+        var (nwAt, neAt, swAt, seAt, fxAt, fyAt) = k.From(first);
         int c = 0;
         for (; c + 4 <= channels; c += 4)
         {

@@ -95,12 +95,7 @@ internal static unsafe class LocalSimilarityLoops
         // The last vector of a row ends at the row's end; a row shorter than a vector would start it before the row.
         if (d.W < Lanes)
             throw new ArgumentException($"The local similarity loops need maps at least {Lanes} pixels wide (got {d.W}); check LocalSimilarityLoops.Fits first.");
-        int bands = (d.H + RowsPerTask - 1) / RowsPerTask;
-        OpenMpTeam.For(d.B * bands, get_num_threads(), task =>
-        {
-            int y0 = task % bands * RowsPerTask;
-            rows(task / bands, y0, Math.Min(d.H, y0 + RowsPerTask));
-        });
+        OpenMpTeam.ForRowBands(d.B, d.H, RowsPerTask, rows);
     }
 
     /// <summary>
