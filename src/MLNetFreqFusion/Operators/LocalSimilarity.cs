@@ -23,9 +23,10 @@ internal static class LocalSimilarity
     /// <summary>
     /// Cosine similarity over channels of every pixel with its window×window neighbours spaced <paramref name="dilation"/>
     /// apart (neighbours outside the map are zero, so their similarity is 0), centre left out, neighbours in row-major
-    /// order: [B, C, H, W] → [B, window² − 1, H, W]. The dot products run, forward and backward, over bands of rows,
-    /// so no neighbour needs a temporary larger than about <paramref name="bandBytes"/>; the full-size tensors are
-    /// the unit vectors, the normalisation's own autograd and the gradient.
+    /// order: [B, C, H, W] → [B, window² − 1, H, W]. A 3×3 window in float32 on AVX2 hosts, at least 8 pixels wide,
+    /// runs as <see cref="LocalSimilarityLoops"/>, normalisation included. Otherwise the dot products run, forward and
+    /// backward, over bands of rows, so no neighbour needs a temporary larger than about <paramref name="bandBytes"/>;
+    /// the full-size tensors are the unit vectors, the normalisation's own autograd and the gradient.
     /// </summary>
     /// <param name="x">Features [B, C, H, W].</param>
     /// <param name="window">Odd window size.</param>
