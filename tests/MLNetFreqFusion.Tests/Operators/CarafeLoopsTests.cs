@@ -107,14 +107,8 @@ public sealed class CarafeLoopsTests
         Assert.IsFalse(CarafeLoops.Fits(randn(1, 2, 9, 7), rand(1, 9, 9, 7), 1), "maps narrower than one vector keep the ATen formulation");
     }
 
-    static (Tensor Out, Tensor GradX, Tensor GradKernels) WithGradients(Tensor x, Tensor kernels, Tensor cotangent, Func<Tensor, Tensor, Tensor> carafe)
-    {
-        var xLeaf = x.detach().requires_grad_();
-        var kernelLeaf = kernels.detach().requires_grad_();
-        var output = carafe(xLeaf, kernelLeaf);
-        (output * cotangent).sum().backward();
-        return (output.detach(), xLeaf.grad!, kernelLeaf.grad!);
-    }
+    static (Tensor Out, Tensor GradX, Tensor GradKernels) WithGradients(Tensor x, Tensor kernels, Tensor cotangent, Func<Tensor, Tensor, Tensor> carafe) =>
+        BinaryGradients.Of(carafe, x, kernels, cotangent);
 
     /// <summary>float32 sums of at most 25 products of unit-scale values: 2e-5 absolute plus 1e-5 relative is ten times their rounding.</summary>
     static void AssertClose(Tensor expected, Tensor actual, string what)

@@ -158,14 +158,8 @@ public sealed class CarafeTests
     static int Reflect(int index, int size) => index < 0 ? -index : index >= size ? 2 * (size - 1) - index : index;
 
     static (Tensor Out, Tensor GradX, Tensor GradKernels) RunWithGradients(
-        Func<Tensor, Tensor, int, int, CarafePadding, Tensor> carafe, Tensor x, Tensor kernels, Tensor cotangent, int k, int up, CarafePadding padding)
-    {
-        var xLeaf = x.detach().clone().requires_grad_();
-        var kernelLeaf = kernels.detach().clone().requires_grad_();
-        var output = carafe(xLeaf, kernelLeaf, k, up, padding);
-        (output * cotangent).sum().backward();
-        return (output.detach(), xLeaf.grad!, kernelLeaf.grad!);
-    }
+        Func<Tensor, Tensor, int, int, CarafePadding, Tensor> carafe, Tensor x, Tensor kernels, Tensor cotangent, int k, int up, CarafePadding padding) =>
+        BinaryGradients.Of((a, m) => carafe(a, m, k, up, padding), x, kernels, cotangent);
 
     static void AssertClose(Tensor expected, Tensor actual, string what)
     {

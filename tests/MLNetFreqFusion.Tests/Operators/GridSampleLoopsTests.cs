@@ -91,14 +91,8 @@ public sealed class GridSampleLoopsTests
             nn.functional.grid_sample(x, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)));
     }
 
-    static (Tensor Out, Tensor GradX, Tensor GradGrid) WithGradients(Tensor x, Tensor grid, Tensor cotangent, Func<Tensor, Tensor, Tensor> sample)
-    {
-        var xLeaf = x.detach().requires_grad_();
-        var gridLeaf = grid.detach().requires_grad_();
-        var output = sample(xLeaf, gridLeaf);
-        (output * cotangent).sum().backward();
-        return (output.detach(), xLeaf.grad!, gridLeaf.grad!);
-    }
+    static (Tensor Out, Tensor GradX, Tensor GradGrid) WithGradients(Tensor x, Tensor grid, Tensor cotangent, Func<Tensor, Tensor, Tensor> sample) =>
+        BinaryGradients.Of(sample, x, grid, cotangent);
 
     /// <summary>
     /// float32 sums of at most four products per channel, then of the channels: 1e-5 of the largest value (the grid

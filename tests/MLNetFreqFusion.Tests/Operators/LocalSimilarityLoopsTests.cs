@@ -83,18 +83,7 @@ public sealed class LocalSimilarityLoopsTests
         Assert.IsFalse(LocalSimilarityLoops.Fits(randn(1, 2, 9, 7), 3), "maps narrower than one vector keep the ATen bands");
     }
 
-    static Tensor Oracle(Tensor x, int dilation)
-    {
-        long h = x.shape[2], w = x.shape[3];
-        var unit = x / linalg.vector_norm(x, 2, new long[] { 1 }, keepdim: true).clamp_min(1e-8);
-        var padded = nn.functional.pad(unit, new long[] { dilation, dilation, dilation, dilation });
-        var similarities = new List<Tensor>();
-        for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 3; j++)
-                if (i != 1 || j != 1)
-                    similarities.Add((unit * padded[.., .., (i * dilation)..(i * dilation + (int)h), (j * dilation)..(j * dilation + (int)w)]).sum(1));
-        return stack(similarities, 1);
-    }
+    static Tensor Oracle(Tensor x, int dilation) => LocalSimilarityTests.Oracle(x, 3, dilation);
 
     /// <summary>
     /// float32 dot products of unit vectors over at most 16 channels: 1e-5 absolute plus 1e-5 relative is about a

@@ -38,7 +38,7 @@ public sealed class LocalSimilarityTests
     }
 
     /// <summary>The straightforward autograd formulation (the operator's first version): pad the unit vectors, one product per neighbour.</summary>
-    static Tensor Oracle(Tensor x, int window, int dilation)
+    internal static Tensor Oracle(Tensor x, int window, int dilation)
     {
         long h = x.shape[2], w = x.shape[3];
         int reach = window / 2 * dilation;
