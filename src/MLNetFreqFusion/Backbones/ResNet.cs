@@ -147,9 +147,9 @@ internal sealed class ResNet : Backbone
 
         public override Tensor forward(Tensor x)
         {
-            var y = functional.relu(bn1.call(conv1.call(x)));
+            var y = functional.relu(bn1.call(SpatialConvolution.Forward(conv1, x)));
             y = functional.relu(bn2.call(SpatialConvolution.Forward(conv2, y)));
-            y = bn3.call(conv3.call(y));
+            y = bn3.call(SpatialConvolution.Forward(conv3, y));
             var identity = downsample is null ? x : downsample.call(x);
             return functional.relu(y + identity);
         }

@@ -31,7 +31,7 @@ internal abstract class DecodeHead : Module<Tensor[], Tensor>
     {
         if (dropout is null || classifier is null)
             throw new InvalidOperationException($"{GetType().Name} did not call {nameof(AddClassifier)} in its constructor.");
-        return classifier.call(dropout.call(ForwardFeatures(features)));
+        return SpatialConvolution.Forward(classifier, dropout.call(ForwardFeatures(features)));
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using MLNetFreqFusion.Fusion;
+using MLNetFreqFusion.Operators;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -94,6 +95,6 @@ internal sealed class FreqFusionHead : DecodeHead
             lr = cat([hrOut.reshape(batch * groups, -1, height, width), lrOut.reshape(batch * groups, -1, height, width)], 1)
                 .reshape(batch, -1, height, width);
         }
-        return functional.relu(batch_norm.call(linear_fuse.call(lr)));
+        return functional.relu(batch_norm.call(SpatialConvolution.Forward(linear_fuse, lr)));
     }
 }

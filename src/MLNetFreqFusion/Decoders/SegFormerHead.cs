@@ -1,3 +1,4 @@
+using MLNetFreqFusion.Operators;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -34,7 +35,7 @@ internal sealed class SegFormerHead : DecodeHead
             var y = linear_c[i].call(features[i]);
             projected[features.Length - 1 - i] = i == 0 ? y : functional.interpolate(y, size, mode: InterpolationMode.Bilinear, align_corners: false);
         }
-        return functional.relu(batch_norm.call(linear_fuse.call(cat(projected, 1))));
+        return functional.relu(batch_norm.call(SpatialConvolution.Forward(linear_fuse, cat(projected, 1))));
     }
 }
 

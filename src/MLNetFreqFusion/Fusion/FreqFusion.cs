@@ -104,8 +104,8 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         int kl = o.LowpassKernel, kh = o.HighpassKernel;
         using var scope = NewDisposeScope();
 
-        var compressedHr = hr_channel_compressor.call(hr);
-        var compressedLr = lr_channel_compressor.call(lr);
+        var compressedHr = SpatialConvolution.Forward(hr_channel_compressor, hr);
+        var compressedLr = SpatialConvolution.Forward(lr_channel_compressor, lr);
         Tensor maskLr;
         Tensor? maskHr = null;
         if (o.SemiConv && o.CompFeatUpsample)
