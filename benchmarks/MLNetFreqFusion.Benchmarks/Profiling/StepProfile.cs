@@ -149,32 +149,33 @@ static class StepProfile
         }
     }
 
-    /// <summary>Per-row forward and backward seconds of each step, then each row's median share of the step.</summary>
+    /// <summary>Per-row forward and backward seconds and page faults of each step, then each row's median share of the step and median faults.</summary>
     static void Shares(SegmentationDecoder head, int size, int batch, int steps, int classes)
     {
         using var setup = new Setup(head, size, batch, classes);
         SectionHooks.Install(setup.Network);
-        var perStep = new List<(Dictionary<string, double> Forward, Dictionary<string, double> Backward, double Total)>();
+        var perStep = new List<(Dictionary<string, StepTimeline.Cost> Forward, Dictionary<string, StepTimeline.Cost> Backward, double Total)>();
         for (int step = 0; step <= steps; step++)
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            long t0, t1, t2, t3;
+            (long Ticks, long Faults) t0, t1, t2, t3;
             try
             {
                 setup.Network.train();
                 using var scope = NewDisposeScope();
                 setup.Optimizer.zero_grad();
-                t0 = Stopwatch.GetTimestamp();
+                t0 = StepTimeline.Now();
                 var logits = setup.Network.call(setup.Images);
                 int id = timeline.Begin(Loss);
                 var loss = timeline.End(id, nn.functional.cross_entropy(timeline.Input(id, logits), setup.Labels, ignore_index: 255));
-                t1 = Stopwatch.GetTimestamp();
+                t1 = StepTimeline.Now();
                 loss.backward();
-                t2 = Stopwatch.GetTimestamp();
+                t2 = StepTimeline.Now();
                 long guard = DropNonFiniteGradients(setup.Network);
                 setup.Optimizer.step();
-                t3 = Stopwatch.GetTimestamp() - guard;
+                var end = StepTimeline.Now();
+                t3 = (end.Ticks - guard, end.Faults);
             }
             finally
             {
@@ -183,23 +184,24 @@ static class StepProfile
             if (step == 0)
                 continue; // warm-up: first-call allocations and lazy initialisation
             var backward = timeline.Backward(t1, t2, SectionHooks.NetworkRest);
-            backward[Optimizer] = (t3 - t2) / (double)Stopwatch.Frequency;
-            perStep.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), backward, (t3 - t0) / (double)Stopwatch.Frequency));
+            backward[Optimizer] = new StepTimeline.Cost((t3.Ticks - t2.Ticks) / (double)Stopwatch.Frequency, t3.Faults - t2.Faults);
+            perStep.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), backward, (t3.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
         }
 
         var rows = perStep.SelectMany(s => s.Forward.Keys.Concat(s.Backward.Keys)).Distinct()
             .Select(row => (Row: row,
-                Forward: Median(perStep.Select(s => s.Forward.GetValueOrDefault(row) / s.Total)),
-                Backward: Median(perStep.Select(s => s.Backward.GetValueOrDefault(row) / s.Total))))
+                Forward: Median(perStep.Select(s => s.Forward.GetValueOrDefault(row).Seconds / s.Total)),
+                Backward: Median(perStep.Select(s => s.Backward.GetValueOrDefault(row).Seconds / s.Total)),
+                Faults: Median(perStep.Select(s => (double)(s.Forward.GetValueOrDefault(row).Faults + s.Backward.GetValueOrDefault(row).Faults)))))
             .OrderByDescending(r => r.Forward + r.Backward)
             .ToList();
         Console.WriteLine();
         Console.WriteLine($"## ResNet-18 + {head}: step median {Median(perStep.Select(s => s.Total)) * 1000:F0} ms (under load: only the shares mean anything); load {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
-        Console.WriteLine("| Row | Forward | Backward | Step share |");
-        Console.WriteLine("|---|---:|---:|---:|");
-        foreach (var (row, forward, backwardShare) in rows)
-            Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** |");
+        Console.WriteLine("| Row | Forward | Backward | Step share | Page faults a step |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var (row, forward, backwardShare, faults) in rows)
+            Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** | {faults:F0} |");
     }
 
     /// <summary>Per-row seconds of an eval-mode forward without autograd, then each row's median share of it.</summary>
@@ -208,30 +210,30 @@ static class StepProfile
         using var setup = new Setup(head, size, batch, classes);
         SectionHooks.Install(setup.Network);
         setup.Network.eval();
-        var perCall = new List<(Dictionary<string, double> Forward, double Total)>();
+        var perCall = new List<(Dictionary<string, StepTimeline.Cost> Forward, double Total)>();
         for (int step = 0; step <= steps; step++)
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            long t0, t1;
+            (long Ticks, long Faults) t0, t1;
             try
             {
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
-                t0 = Stopwatch.GetTimestamp();
+                t0 = StepTimeline.Now();
                 _ = setup.Network.call(setup.Images);
-                t1 = Stopwatch.GetTimestamp();
+                t1 = StepTimeline.Now();
             }
             finally
             {
                 OperatorProfile.Recorder = null;
             }
             if (step > 0)
-                perCall.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), (t1 - t0) / (double)Stopwatch.Frequency));
+                perCall.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), (t1.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
         }
         var rows = perCall.SelectMany(c => c.Forward.Keys).Distinct()
-            .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row) / c.Total)),
-                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row)))))
+            .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds / c.Total)),
+                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds))))
             .OrderByDescending(r => r.Share)
             .ToList();
         Console.WriteLine();
@@ -253,11 +255,11 @@ static class StepProfile
         var faults = (A: new List<double>(), B: new List<double>());
         for (int step = 0; step <= steps; step++)
         {
-            long f0 = MinorPageFaults();
+            long f0 = StepTimeline.MinorPageFaults();
             double ta = Time(first, training);
-            long f1 = MinorPageFaults();
+            long f1 = StepTimeline.MinorPageFaults();
             double tb = Time(second, training);
-            long f2 = MinorPageFaults();
+            long f2 = StepTimeline.MinorPageFaults();
             if (step == 0)
                 continue;
             times.A.Add(ta);
@@ -273,17 +275,6 @@ static class StepProfile
     }
 
     /// <summary>
-    /// The process's minor page faults so far (/proc/self/stat, field 10): on the CI host's VM each costs microseconds,
-    /// so a step that maps fresh memory for its large tensors pays for it in faults (docs/benchmarks.md §12).
-    /// </summary>
-    static long MinorPageFaults()
-    {
-        string stat = File.ReadAllText("/proc/self/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return long.Parse(fields[7], CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>
     /// Formulation experiments of issue 16: each switches one operator between the current formulation (false) and a
     /// candidate (true) that must compute the same function.
     /// </summary>
@@ -295,6 +286,8 @@ static class StepProfile
         ["onednn"] = on => Native.LibTorchRuntime.SetOneDnnForBenchmark(on),
         // B = convolutions to few channels back on ATen's im2col or bands instead of tap products (§13): what they save.
         ["no-tap-products"] = on => SpatialConvolution.TapProductsOffForBenchmark = on,
+        // B = 1×1 convolutions back on ATen's convolution instead of batched matrix products (§16): what they save.
+        ["no-pointwise-products"] = on => SpatialConvolution.PointwiseProductsOffForBenchmark = on,
         // B = CARAFE ×1 back on ATen's k² passes instead of the AVX2 loops (§14): what they save.
         ["no-carafe-loops"] = on => CarafeLoops.OffForBenchmark = on,
         // B = grid_sample back on ATen's kernel instead of the AVX2 loops (§15): what they save.

@@ -9,13 +9,18 @@ namespace MLNetFreqFusion.Benchmarks.Profiling;
 /// Records when each timed section of one training step begins and ends, in the forward pass (directly) and in the
 /// backward pass (through identity autograd nodes: the node on a section's output runs when the output's gradient is
 /// complete, so the section's backward starts; the nodes on its inputs run once its backward has produced their
-/// gradients). Times are then attributed exclusively: a nested section's time is not counted in its parent's.
+/// gradients). Times, and the process's minor page faults in them, are then attributed exclusively: a nested section's
+/// time is not counted in its parent's. Faults are counted process-wide, so those of libtorch's worker threads count in
+/// the section that ran them (docs/benchmarks.md §12, §16).
 /// </summary>
 sealed class StepTimeline : IOperatorRecorder
 {
     enum Kind { ForwardBegin, ForwardEnd, BackwardStart, BackwardEnd }
 
-    readonly record struct Event(long Ticks, int Id, Kind Kind);
+    readonly record struct Event(long Ticks, long Faults, int Id, Kind Kind);
+
+    /// <summary>A section's exclusive seconds and minor page faults.</summary>
+    public readonly record struct Cost(double Seconds, long Faults);
 
     readonly List<Event> _events = new();
     readonly List<string> _names = new();
@@ -24,7 +29,7 @@ sealed class StepTimeline : IOperatorRecorder
     {
         _names.Add(section);
         int id = _names.Count - 1;
-        _events.Add(new Event(Stopwatch.GetTimestamp(), id, Kind.ForwardBegin));
+        _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, Kind.ForwardBegin));
         return id;
     }
 
@@ -34,17 +39,20 @@ sealed class StepTimeline : IOperatorRecorder
     public Tensor End(int id, Tensor output)
     {
         var marked = output.requires_grad ? Marker.apply(output, this, id, Kind.BackwardStart) : output;
-        _events.Add(new Event(Stopwatch.GetTimestamp(), id, Kind.ForwardEnd));
+        _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, Kind.ForwardEnd));
         return marked;
     }
 
-    void Backward(int id, Kind kind) => _events.Add(new Event(Stopwatch.GetTimestamp(), id, kind));
+    void Backward(int id, Kind kind) => _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, kind));
 
-    /// <summary>Exclusive forward seconds per section name between <paramref name="from"/> and <paramref name="to"/>; the rest goes to <paramref name="outside"/>.</summary>
-    public Dictionary<string, double> Forward(long from, long to, string outside)
+    /// <summary>A mark of the clock and the fault counter, for the bounds of a pass.</summary>
+    public static (long Ticks, long Faults) Now() => (Stopwatch.GetTimestamp(), MinorPageFaults());
+
+    /// <summary>Exclusive forward cost per section name between <paramref name="from"/> and <paramref name="to"/>; the rest goes to <paramref name="outside"/>.</summary>
+    public Dictionary<string, Cost> Forward((long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
     {
-        var events = _events.Where(e => e.Kind is Kind.ForwardBegin or Kind.ForwardEnd && e.Ticks >= from && e.Ticks <= to)
-            .Select(e => (e.Ticks, e.Id, Push: e.Kind == Kind.ForwardBegin));
+        var events = _events.Where(e => e.Kind is Kind.ForwardBegin or Kind.ForwardEnd && e.Ticks >= from.Ticks && e.Ticks <= to.Ticks)
+            .Select(e => (e.Ticks, e.Faults, e.Id, Push: e.Kind == Kind.ForwardBegin));
         return Attribute(events, from, to, outside);
     }
 
@@ -53,39 +61,56 @@ sealed class StepTimeline : IOperatorRecorder
     /// complete and ends when its first input gradient is: with several outputs (the backbone's feature maps) the
     /// autograd engine cannot start it earlier, and its input gradients are all produced by its own last node.
     /// </summary>
-    public Dictionary<string, double> Backward(long from, long to, string outside)
+    public Dictionary<string, Cost> Backward((long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
     {
-        var inRange = _events.Where(e => e.Ticks >= from && e.Ticks <= to).ToList();
-        var start = inRange.Where(e => e.Kind == Kind.BackwardStart).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.Max(e => e.Ticks));
-        var end = inRange.Where(e => e.Kind == Kind.BackwardEnd).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.Min(e => e.Ticks));
-        var events = start.Select(kv => (Ticks: kv.Value, Id: kv.Key, Push: true))
-            .Concat(end.Where(kv => start.ContainsKey(kv.Key)).Select(kv => (Ticks: kv.Value, Id: kv.Key, Push: false)))
+        var inRange = _events.Where(e => e.Ticks >= from.Ticks && e.Ticks <= to.Ticks).ToList();
+        var start = inRange.Where(e => e.Kind == Kind.BackwardStart).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MaxBy(e => e.Ticks));
+        var end = inRange.Where(e => e.Kind == Kind.BackwardEnd).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MinBy(e => e.Ticks));
+        var events = start.Select(kv => (kv.Value.Ticks, kv.Value.Faults, Id: kv.Key, Push: true))
+            .Concat(end.Where(kv => start.ContainsKey(kv.Key)).Select(kv => (kv.Value.Ticks, kv.Value.Faults, Id: kv.Key, Push: false)))
             .OrderBy(e => e.Ticks).ThenBy(e => e.Push ? 1 : 0);
         return Attribute(events, from, to, outside);
     }
 
-    Dictionary<string, double> Attribute(IEnumerable<(long Ticks, int Id, bool Push)> events, long from, long to, string outside)
+    Dictionary<string, Cost> Attribute(IEnumerable<(long Ticks, long Faults, int Id, bool Push)> events, (long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
     {
-        var seconds = new Dictionary<string, double>();
+        var costs = new Dictionary<string, Cost>();
         var open = new List<int>();
-        long last = from;
-        void Charge(long until)
+        var last = from;
+        void Charge((long Ticks, long Faults) until)
         {
             string name = open.Count == 0 ? outside : _names[open[^1]];
-            seconds[name] = seconds.GetValueOrDefault(name) + (until - last) / (double)Stopwatch.Frequency;
+            var cost = costs.GetValueOrDefault(name);
+            costs[name] = new Cost(cost.Seconds + (until.Ticks - last.Ticks) / (double)Stopwatch.Frequency, cost.Faults + until.Faults - last.Faults);
             last = until;
         }
-        foreach (var (ticks, id, push) in events)
+        foreach (var (ticks, faults, id, push) in events)
         {
-            Charge(ticks);
+            Charge((ticks, faults));
             if (push)
                 open.Add(id);
             else
                 open.Remove(id);
         }
         Charge(to);
-        return seconds;
+        return costs;
     }
+
+    /// <summary>
+    /// The process's minor page faults so far: on the CI host's VM each costs microseconds, so a step that maps fresh
+    /// memory for its large tensors pays for it in faults (docs/benchmarks.md §12). From getrusage, one system call,
+    /// cheap enough for every event.
+    /// </summary>
+    public static long MinorPageFaults()
+    {
+        var usage = new long[18];
+        if (getrusage(0, usage) != 0)
+            throw new InvalidOperationException("getrusage(RUSAGE_SELF) failed.");
+        return usage[8]; // struct rusage: two timevals (longs 0–3), maxrss, ixrss, idrss, isrss, then minflt
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int getrusage(int who, long[] usage);
 
     /// <summary>An identity node whose backward tells the timeline when a gradient passed.</summary>
     sealed class Marker : autograd.SingleTensorFunction<Marker>
