@@ -6,11 +6,11 @@ namespace MLNetFreqFusion.Operators;
 /// <summary>
 /// A 1×1 convolution as what it is, one matrix product per image: [out, in] × [in, h·w], batched with the weight
 /// broadcast, so autograd's backward is two batched products as well. ATen's convolution (oneDNN being off,
-/// docs/decisions.md) computes the input gradient image by image on one thread each, through a column buffer as large
-/// as the input that it allocates afresh on the worker threads every step: at the decode heads' fuse layer at 512²
-/// batch 2 ([2, 1024 → 256, 128²]) its forward + backward took 630 ms against 351 ms as products, and 0–25 % more at the
-/// other 1×1 shapes of the networks (docs/benchmarks.md §16). Each output is the same sum of products, added in
-/// another order.
+/// docs/decisions.md) computes the input gradient image by image, one single-threaded product per image into a column
+/// buffer as large as the input, allocated every step: at the decode heads' fuse layer at 512² batch 2
+/// ([2, 1024 → 256, 128²]) its forward + backward took 630 ms against 351 ms as products, up to a third longer at the
+/// networks' other large 1×1 convolutions and within a few per cent at small maps (docs/benchmarks.md §16). Each output
+/// is the same sum of products, added in another order.
 /// </summary>
 internal static class PointwiseConvolution
 {

@@ -4,11 +4,12 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Operators;
 
 /// <summary>
-/// Every convolution of the networks runs through here, so the choice of formulation is made in one place: batched
-/// matrix products (<see cref="PointwiseConvolution"/>) for 1×1 convolutions (compressors, projections, fuse layers,
+/// The networks' convolutions run through here, so the choice of formulation is made in one place: batched matrix
+/// products (<see cref="PointwiseConvolution"/>) for 1×1 convolutions (compressors, projections, fuse layers,
 /// classifiers), tap products (<see cref="TapConvolution"/>) for stride-1 convolutions to at most half as many channels
 /// (FreqFusion's kernel encoders and offset scopes), bands of output rows (<see cref="BandedConvolution"/>) when ATen's
-/// column buffer would be large, and the module's own forward otherwise.
+/// column buffer would be large, and the module's own forward otherwise. Only MiT's depthwise convolutions and ResNet's
+/// downsampling branches (a convolution and its batch norm in one <c>Sequential</c>) still call their modules directly.
 /// </summary>
 internal static class SpatialConvolution
 {
