@@ -25,17 +25,7 @@ public sealed class PointwiseConvolutionTests
             string what = $"x [{b}, {cin}, {h}, {w}] → {cout}, bias {bias}";
             Assert.AreEqual(SpatialConvolution.Formulation.Pointwise, SpatialConvolution.Choose(conv, x), what);
 
-            var expected = conv.call(x);
-            var upstream = randn_like(expected);
-            var (gx, gw, gb) = ConvolutionGradients.Of(conv, x, expected, upstream);
-            var actual = PointwiseConvolution.Forward(conv, x);
-            CollectionAssert.AreEqual(expected.shape, actual.shape, what);
-            Assert.IsTrue(actual.allclose(expected, rtol: 1e-12, atol: 1e-12), $"forward differs: {what}");
-            var (ax, aw, ab) = ConvolutionGradients.Of(conv, x, actual, upstream);
-            Assert.IsTrue(ax.allclose(gx, rtol: 1e-10, atol: 1e-10), $"input gradient differs: {what}");
-            Assert.IsTrue(aw.allclose(gw, rtol: 1e-10, atol: 1e-10), $"weight gradient differs: {what}");
-            if (bias)
-                Assert.IsTrue(ab!.allclose(gb!, rtol: 1e-10, atol: 1e-10), $"bias gradient differs: {what}");
+            ConvolutionGradients.AssertSameAsModule(conv, x, input => PointwiseConvolution.Forward(conv, input), what);
             cases++;
         }
         Assert.AreEqual(8, cases);
@@ -49,13 +39,7 @@ public sealed class PointwiseConvolutionTests
         manual_seed(17);
         using var conv = nn.Conv2d(9, 4, 1, dtype: float64);
         var x = randn(new long[] { 2, 7, 5, 9 }, float64).permute(0, 3, 1, 2);
-        var expected = conv.call(x);
-        using (no_grad())
-            Assert.IsTrue(PointwiseConvolution.Forward(conv, x).allclose(expected, rtol: 1e-12, atol: 1e-12));
-        var upstream = randn_like(expected);
-        var expectedWeight = autograd.grad(new[] { expected }, new[] { conv.weight! }, new[] { upstream })[0];
-        var actualWeight = autograd.grad(new[] { PointwiseConvolution.Forward(conv, x) }, new[] { conv.weight! }, new[] { upstream })[0];
-        Assert.IsTrue(actualWeight.allclose(expectedWeight, rtol: 1e-10, atol: 1e-10));
+        ConvolutionGradients.AssertSameAsModuleWithoutInputGradient(conv, x, input => PointwiseConvolution.Forward(conv, input));
     }
 
     /// <summary>Only plain 1×1 convolutions are products: strided, grouped or padded ones keep the module's forward.</summary>
