@@ -159,23 +159,23 @@ static class StepProfile
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            (long Ticks, long Faults) t0, t1, t2, t3;
+            StepTimeline.Mark t0, t1, t2, t3;
             try
             {
                 setup.Network.train();
                 using var scope = NewDisposeScope();
                 setup.Optimizer.zero_grad();
-                t0 = StepTimeline.Now();
+                t0 = StepTimeline.Mark.Now();
                 var logits = setup.Network.call(setup.Images);
                 int id = timeline.Begin(Loss);
                 var loss = timeline.End(id, nn.functional.cross_entropy(timeline.Input(id, logits), setup.Labels, ignore_index: 255));
-                t1 = StepTimeline.Now();
+                t1 = StepTimeline.Mark.Now();
                 loss.backward();
-                t2 = StepTimeline.Now();
+                t2 = StepTimeline.Mark.Now();
                 long guard = DropNonFiniteGradients(setup.Network);
                 setup.Optimizer.step();
-                var end = StepTimeline.Now();
-                t3 = (end.Ticks - guard, end.Faults);
+                var end = StepTimeline.Mark.Now();
+                t3 = end with { Ticks = end.Ticks - guard };
             }
             finally
             {
@@ -204,7 +204,7 @@ static class StepProfile
             Console.WriteLine($"| {row} | {forward:P1} | {backwardShare:P1} | **{forward + backwardShare:P1}** | {faults:F0} |");
     }
 
-    /// <summary>Per-row seconds of an eval-mode forward without autograd, then each row's median share of it.</summary>
+    /// <summary>Per-row seconds and page faults of an eval-mode forward without autograd, then each row's median share of it and median faults.</summary>
     static void InferenceShares(SegmentationDecoder head, int size, int batch, int steps, int classes)
     {
         using var setup = new Setup(head, size, batch, classes);
@@ -215,14 +215,14 @@ static class StepProfile
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            (long Ticks, long Faults) t0, t1;
+            StepTimeline.Mark t0, t1;
             try
             {
                 using var scope = NewDisposeScope();
                 using var noGrad = no_grad();
-                t0 = StepTimeline.Now();
+                t0 = StepTimeline.Mark.Now();
                 _ = setup.Network.call(setup.Images);
-                t1 = StepTimeline.Now();
+                t1 = StepTimeline.Mark.Now();
             }
             finally
             {
@@ -233,16 +233,17 @@ static class StepProfile
         }
         var rows = perCall.SelectMany(c => c.Forward.Keys).Distinct()
             .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds / c.Total)),
-                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds))))
+                Seconds: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds)),
+                Faults: Median(perCall.Select(c => (double)c.Forward.GetValueOrDefault(row).Faults))))
             .OrderByDescending(r => r.Share)
             .ToList();
         Console.WriteLine();
         Console.WriteLine($"## ResNet-18 + {head}, inference: median {Median(perCall.Select(c => c.Total)) * 1000:F0} ms; load {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine();
-        Console.WriteLine("| Row | Median time | Share |");
-        Console.WriteLine("|---|---:|---:|");
-        foreach (var (row, share, seconds) in rows)
-            Console.WriteLine($"| {row} | {seconds * 1000:F0} ms | **{share:P1}** |");
+        Console.WriteLine("| Row | Median time | Share | Page faults a call |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (row, share, seconds, faults) in rows)
+            Console.WriteLine($"| {row} | {seconds * 1000:F0} ms | **{share:P1}** | {faults:F0} |");
     }
 
     /// <summary>Alternates steps (or inference calls) of the two heads; prints the median of the per-pair ratios.</summary>

@@ -17,7 +17,13 @@ sealed class StepTimeline : IOperatorRecorder
 {
     enum Kind { ForwardBegin, ForwardEnd, BackwardStart, BackwardEnd }
 
-    readonly record struct Event(long Ticks, long Faults, int Id, Kind Kind);
+    /// <summary>A moment of the step: the clock and the process's fault counter.</summary>
+    public readonly record struct Mark(long Ticks, long Faults)
+    {
+        public static Mark Now() => new(Stopwatch.GetTimestamp(), MinorPageFaults());
+    }
+
+    readonly record struct Event(Mark At, int Id, Kind Kind);
 
     /// <summary>A section's exclusive seconds and minor page faults.</summary>
     public readonly record struct Cost(double Seconds, long Faults);
@@ -29,7 +35,7 @@ sealed class StepTimeline : IOperatorRecorder
     {
         _names.Add(section);
         int id = _names.Count - 1;
-        _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, Kind.ForwardBegin));
+        _events.Add(new Event(Mark.Now(), id, Kind.ForwardBegin));
         return id;
     }
 
@@ -39,54 +45,51 @@ sealed class StepTimeline : IOperatorRecorder
     public Tensor End(int id, Tensor output)
     {
         var marked = output.requires_grad ? Marker.apply(output, this, id, Kind.BackwardStart) : output;
-        _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, Kind.ForwardEnd));
+        _events.Add(new Event(Mark.Now(), id, Kind.ForwardEnd));
         return marked;
     }
 
-    void Backward(int id, Kind kind) => _events.Add(new Event(Stopwatch.GetTimestamp(), MinorPageFaults(), id, kind));
-
-    /// <summary>A mark of the clock and the fault counter, for the bounds of a pass.</summary>
-    public static (long Ticks, long Faults) Now() => (Stopwatch.GetTimestamp(), MinorPageFaults());
+    void Backward(int id, Kind kind) => _events.Add(new Event(Mark.Now(), id, kind));
 
     /// <summary>Exclusive forward cost per section name between <paramref name="from"/> and <paramref name="to"/>; the rest goes to <paramref name="outside"/>.</summary>
-    public Dictionary<string, Cost> Forward((long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
+    public Dictionary<string, Cost> Forward(Mark from, Mark to, string outside)
     {
-        var events = _events.Where(e => e.Kind is Kind.ForwardBegin or Kind.ForwardEnd && e.Ticks >= from.Ticks && e.Ticks <= to.Ticks)
-            .Select(e => (e.Ticks, e.Faults, e.Id, Push: e.Kind == Kind.ForwardBegin));
+        var events = _events.Where(e => e.Kind is Kind.ForwardBegin or Kind.ForwardEnd && e.At.Ticks >= from.Ticks && e.At.Ticks <= to.Ticks)
+            .Select(e => (e.At, e.Id, Push: e.Kind == Kind.ForwardBegin));
         return Attribute(events, from, to, outside);
     }
 
     /// <summary>
-    /// Exclusive backward seconds per section name. A section's backward starts when its last output gradient is
+    /// Exclusive backward cost per section name. A section's backward starts when its last output gradient is
     /// complete and ends when its first input gradient is: with several outputs (the backbone's feature maps) the
     /// autograd engine cannot start it earlier, and its input gradients are all produced by its own last node.
     /// </summary>
-    public Dictionary<string, Cost> Backward((long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
+    public Dictionary<string, Cost> Backward(Mark from, Mark to, string outside)
     {
-        var inRange = _events.Where(e => e.Ticks >= from.Ticks && e.Ticks <= to.Ticks).ToList();
-        var start = inRange.Where(e => e.Kind == Kind.BackwardStart).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MaxBy(e => e.Ticks));
-        var end = inRange.Where(e => e.Kind == Kind.BackwardEnd).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MinBy(e => e.Ticks));
-        var events = start.Select(kv => (kv.Value.Ticks, kv.Value.Faults, Id: kv.Key, Push: true))
-            .Concat(end.Where(kv => start.ContainsKey(kv.Key)).Select(kv => (kv.Value.Ticks, kv.Value.Faults, Id: kv.Key, Push: false)))
-            .OrderBy(e => e.Ticks).ThenBy(e => e.Push ? 1 : 0);
+        var inRange = _events.Where(e => e.At.Ticks >= from.Ticks && e.At.Ticks <= to.Ticks).ToList();
+        var start = inRange.Where(e => e.Kind == Kind.BackwardStart).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MaxBy(e => e.At.Ticks).At);
+        var end = inRange.Where(e => e.Kind == Kind.BackwardEnd).GroupBy(e => e.Id).ToDictionary(g => g.Key, g => g.MinBy(e => e.At.Ticks).At);
+        var events = start.Select(kv => (At: kv.Value, Id: kv.Key, Push: true))
+            .Concat(end.Where(kv => start.ContainsKey(kv.Key)).Select(kv => (At: kv.Value, Id: kv.Key, Push: false)))
+            .OrderBy(e => e.At.Ticks).ThenBy(e => e.Push ? 1 : 0);
         return Attribute(events, from, to, outside);
     }
 
-    Dictionary<string, Cost> Attribute(IEnumerable<(long Ticks, long Faults, int Id, bool Push)> events, (long Ticks, long Faults) from, (long Ticks, long Faults) to, string outside)
+    Dictionary<string, Cost> Attribute(IEnumerable<(Mark At, int Id, bool Push)> events, Mark from, Mark to, string outside)
     {
         var costs = new Dictionary<string, Cost>();
         var open = new List<int>();
         var last = from;
-        void Charge((long Ticks, long Faults) until)
+        void Charge(Mark until)
         {
             string name = open.Count == 0 ? outside : _names[open[^1]];
             var cost = costs.GetValueOrDefault(name);
             costs[name] = new Cost(cost.Seconds + (until.Ticks - last.Ticks) / (double)Stopwatch.Frequency, cost.Faults + until.Faults - last.Faults);
             last = until;
         }
-        foreach (var (ticks, faults, id, push) in events)
+        foreach (var (at, id, push) in events)
         {
-            Charge((ticks, faults));
+            Charge(at);
             if (push)
                 open.Add(id);
             else
@@ -103,14 +106,14 @@ sealed class StepTimeline : IOperatorRecorder
     /// </summary>
     public static long MinorPageFaults()
     {
-        var usage = new long[18];
-        if (getrusage(0, usage) != 0)
+        Span<long> usage = stackalloc long[18]; // struct rusage: two timevals (longs 0–3), maxrss, ixrss, idrss, isrss, then minflt
+        if (getrusage(0, ref usage[0]) != 0)
             throw new InvalidOperationException("getrusage(RUSAGE_SELF) failed.");
-        return usage[8]; // struct rusage: two timevals (longs 0–3), maxrss, ixrss, idrss, isrss, then minflt
+        return usage[8];
     }
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-    static extern int getrusage(int who, long[] usage);
+    static extern int getrusage(int who, ref long usage);
 
     /// <summary>An identity node whose backward tells the timeline when a gradient passed.</summary>
     sealed class Marker : autograd.SingleTensorFunction<Marker>

@@ -43,7 +43,7 @@ internal static class LocalSimilarity
 
     static Tensor Compute(Tensor x, int window, int dilation, long bandBytes)
     {
-        var geometry = new Geometry(Offsets(window, dilation), window, dilation, bandBytes);
+        var geometry = new Geometry(Offsets(window, dilation), dilation, bandBytes);
         using var scope = NewDisposeScope();
         if (LocalSimilarityLoops.Fits(x, window))
             return LoopsFunction.apply(x, geometry).MoveToOuterDisposeScope();
@@ -69,7 +69,7 @@ internal static class LocalSimilarity
     /// The offsets are point-symmetric: row-major order without the centre puts the opposite of offset t at
     /// count − 1 − t, which the backward pass relies on.
     /// </remarks>
-    sealed record Geometry((int Dy, int Dx)[] Offsets, int Window, int Dilation, long BandBytes);
+    sealed record Geometry((int Dy, int Dx)[] Offsets, int Dilation, long BandBytes);
 
     /// <summary>
     /// One neighbour's overlap with a band of rows [r0, r1): the output rows and columns whose neighbour lies inside
