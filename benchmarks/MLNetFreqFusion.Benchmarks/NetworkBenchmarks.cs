@@ -84,9 +84,10 @@ public class NetworkBenchmarks
     public void Inference()
     {
         _network.eval();
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        _ = _network.call(_image);
+        using (var scope = NewDisposeScope())
+        using (var noGrad = no_grad())
+            _ = _network.call(_image);
+        BenchmarkNetwork.AfterNetworkCall(_image);
     }
 
     /// <summary>Batch 4: forward, cross-entropy, backward, AdamW step.</summary>

@@ -15,7 +15,7 @@ namespace MLNetFreqFusion.Benchmarks.Profiling;
 /// </summary>
 static class StepProfile
 {
-    const string Loss = "loss (cross-entropy)", Optimizer = "AdamW step";
+    const string Loss = "loss (cross-entropy)", Optimizer = "AdamW step", ScalarCollection = "gen-0 collection (FinalizedScalars)";
 
     /// <summary>--channels: the decode head's width; the architecture's default when absent.</summary>
     static int? DecoderChannels;
@@ -159,23 +159,29 @@ static class StepProfile
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            StepTimeline.Mark t0, t1, t2, t3;
+            StepTimeline.Mark t0, t1, t2, t3, t4;
+            long guard;
             try
             {
                 setup.Network.train();
-                using var scope = NewDisposeScope();
-                setup.Optimizer.zero_grad();
-                t0 = StepTimeline.Mark.Now();
-                var logits = setup.Network.call(setup.Images);
-                int id = timeline.Begin(Loss);
-                var loss = timeline.End(id, nn.functional.cross_entropy(timeline.Input(id, logits), setup.Labels, ignore_index: 255));
-                t1 = StepTimeline.Mark.Now();
-                loss.backward();
-                t2 = StepTimeline.Mark.Now();
-                long guard = DropNonFiniteGradients(setup.Network);
-                setup.Optimizer.step();
-                var end = StepTimeline.Mark.Now();
-                t3 = end with { Ticks = end.Ticks - guard };
+                using (var scope = NewDisposeScope())
+                {
+                    setup.Optimizer.zero_grad();
+                    t0 = StepTimeline.Mark.Now();
+                    var logits = setup.Network.call(setup.Images);
+                    int id = timeline.Begin(Loss);
+                    var loss = timeline.End(id, nn.functional.cross_entropy(timeline.Input(id, logits), setup.Labels, ignore_index: 255));
+                    t1 = StepTimeline.Mark.Now();
+                    loss.backward();
+                    t2 = StepTimeline.Mark.Now();
+                    guard = DropNonFiniteGradients(setup.Network);
+                    setup.Optimizer.step();
+                    var end = StepTimeline.Mark.Now();
+                    t3 = end with { Ticks = end.Ticks - guard };
+                }
+                BenchmarkNetwork.AfterNetworkCall(setup.Images);
+                var collected = StepTimeline.Mark.Now();
+                t4 = collected with { Ticks = collected.Ticks - guard };
             }
             finally
             {
@@ -185,7 +191,8 @@ static class StepProfile
                 continue; // warm-up: first-call allocations and lazy initialisation
             var backward = timeline.Backward(t1, t2, SectionHooks.NetworkRest);
             backward[Optimizer] = new StepTimeline.Cost((t3.Ticks - t2.Ticks) / (double)Stopwatch.Frequency, t3.Faults - t2.Faults);
-            perStep.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), backward, (t3.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
+            backward[ScalarCollection] = new StepTimeline.Cost((t4.Ticks - t3.Ticks) / (double)Stopwatch.Frequency, t4.Faults - t3.Faults);
+            perStep.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), backward, (t4.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
         }
 
         var rows = perStep.SelectMany(s => s.Forward.Keys.Concat(s.Backward.Keys)).Distinct()
@@ -215,21 +222,28 @@ static class StepProfile
         {
             var timeline = new StepTimeline();
             OperatorProfile.Recorder = timeline;
-            StepTimeline.Mark t0, t1;
+            StepTimeline.Mark t0, t1, t2;
             try
             {
-                using var scope = NewDisposeScope();
-                using var noGrad = no_grad();
-                t0 = StepTimeline.Mark.Now();
-                _ = setup.Network.call(setup.Images);
-                t1 = StepTimeline.Mark.Now();
+                using (var scope = NewDisposeScope())
+                using (var noGrad = no_grad())
+                {
+                    t0 = StepTimeline.Mark.Now();
+                    _ = setup.Network.call(setup.Images);
+                    t1 = StepTimeline.Mark.Now();
+                }
+                BenchmarkNetwork.AfterNetworkCall(setup.Images);
+                t2 = StepTimeline.Mark.Now();
             }
             finally
             {
                 OperatorProfile.Recorder = null;
             }
-            if (step > 0)
-                perCall.Add((timeline.Forward(t0, t1, SectionHooks.NetworkRest), (t1.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
+            if (step == 0)
+                continue;
+            var forward = timeline.Forward(t0, t1, SectionHooks.NetworkRest);
+            forward[ScalarCollection] = new StepTimeline.Cost((t2.Ticks - t1.Ticks) / (double)Stopwatch.Frequency, t2.Faults - t1.Faults);
+            perCall.Add((forward, (t2.Ticks - t0.Ticks) / (double)Stopwatch.Frequency));
         }
         var rows = perCall.SelectMany(c => c.Forward.Keys).Distinct()
             .Select(row => (Row: row, Share: Median(perCall.Select(c => c.Forward.GetValueOrDefault(row).Seconds / c.Total)),
@@ -532,6 +546,7 @@ static class StepProfile
             using var noGrad = no_grad();
             _ = setup.Network.call(setup.Images);
         }
+        BenchmarkNetwork.AfterNetworkCall(setup.Images);
         return (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
     }
 

@@ -101,7 +101,7 @@ internal sealed class SegmentationPredictor
         if (h <= window && w <= window)
         {
             throwIfCancelled();
-            return _network.call(rgb);
+            return Call(rgb);
         }
 
         long wh = Math.Min(window, h), ww = Math.Min(window, w);
@@ -116,10 +116,17 @@ internal sealed class SegmentationPredictor
             var rows = TensorIndex.Slice(y, y + wh);
             var cols = TensorIndex.Slice(x, x + ww);
             var tile = rgb[TensorIndex.Colon, TensorIndex.Colon, rows, cols];
-            sum[TensorIndex.Colon, TensorIndex.Colon, rows, cols] += _network.call(tile);
+            sum[TensorIndex.Colon, TensorIndex.Colon, rows, cols] += Call(tile);
             count[TensorIndex.Colon, TensorIndex.Colon, rows, cols] += 1;
         }
         return sum / count;
+    }
+
+    Tensor Call(Tensor rgb)
+    {
+        var logits = _network.call(rgb);
+        Native.FinalizedScalars.AfterNetworkCall(rgb.shape[0] * rgb.shape[2] * rgb.shape[3]);
+        return logits;
     }
 
     static IEnumerable<long> Starts(long size, long window, long stride)
