@@ -5,15 +5,15 @@ namespace MLNetFreqFusion.Native;
 /// that the native scalars TorchSharp leaves to finalizers are freed while they are few.
 /// </summary>
 /// <remarks>
-/// TorchSharp turns every scalar operand into a <c>Scalar</c> that owns a native <c>at::Scalar</c> (48 bytes of C heap),
-/// among them the implicit alpha of every tensor addition, and frees it only in its finalizer. A network call makes a
-/// few hundred of them and allocates little managed memory besides, so hundreds of calls can pass without a
-/// collection. Meanwhile the small blocks stay in the C heap between the large tensor buffers each call frees, glibc
+/// TorchSharp turns every scalar operand into a <c>Scalar</c> that owns a native <c>at::Scalar</c> (a few dozen bytes
+/// of C heap), among them the implicit alpha of every tensor addition, and frees it only in its finalizer. A network
+/// call makes a few hundred of them and allocates little managed memory besides, so hundreds of calls can pass without
+/// a collection. Meanwhile the small blocks stay in the C heap between the large tensor buffers each call frees, glibc
 /// cannot merge those buffers into blocks large enough for the next call, and every call takes fresh pages from the
 /// kernel: a 512² FreqFusion prediction loop grew by about 100 MB a call to 4 GB of resident memory and page-faulted
 /// 25,000 times a call; a 512² batch-2 training loop grew past 4.7 GB (docs/benchmarks.md §17). One gen-0 collection
-/// after the call (1–3 ms measured there) stops both. Scaling by pixels keeps its share small for small images, whose
-/// buffers and holes are small too: 2¹⁶ pixels is one 256² image, one 96² batch of 8.
+/// after the call (1–3 ms measured there) stops both. Counting pixels keeps its share small for small images, whose
+/// buffers and holes are small too: 2¹⁶ pixels is one 256² image (a 96² batch of 8 is a little more).
 /// </remarks>
 internal static class FinalizedScalars
 {
