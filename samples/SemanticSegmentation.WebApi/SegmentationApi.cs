@@ -65,9 +65,6 @@ public static class SegmentationApi
         builder.Services.AddSingleton(new RequestAdmission(options.MaxConcurrentRequests));
 
         var app = builder.Build();
-        if (OperatingSystem.IsLinux() && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("MALLOC_ARENA_MAX")))
-            app.Logger.LogWarning("MALLOC_ARENA_MAX is not set: glibc keeps up to 8 memory arenas per core, which hold on to memory libtorch " +
-                "has freed (7 GB after 50 concurrent requests where MALLOC_ARENA_MAX=2 stays near 1.4 GB). Start the service with MALLOC_ARENA_MAX=2.");
         app.Logger.LogInformation("Loaded {Model}: {Backbone} + {Decoder}, {Classes} classes.",
             service.ModelPath, service.Segmenter.Backbone, service.Segmenter.Decoder, service.Segmenter.NumberOfClasses);
 

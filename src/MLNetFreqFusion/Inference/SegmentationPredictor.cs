@@ -21,24 +21,38 @@ internal readonly record struct SegmentationPrediction(SegmentationMask Mask, fl
 /// image, and before each sliding window, so that a large image (an 8000² one ran for ten minutes in 1024² windows)
 /// stops within one window of <c>MLContext.CancelExecution</c> or a cancelled token.
 /// </remarks>
-internal sealed class SegmentationPredictor
+internal sealed class SegmentationPredictor : IDisposable
 {
     readonly SegmentationNetwork _network;
     readonly InferenceSettings _settings;
     readonly IReadOnlyList<string> _classNames;
     readonly Device _device;
+    readonly NetworkThread? _thread;
     readonly object _gate = new();
 
-    public SegmentationPredictor(SegmentationNetwork network, InferenceSettings settings, IReadOnlyList<string> classNames, Device device)
+    /// <param name="network">The network; the predictor does not own it.</param>
+    /// <param name="settings">How the network is run.</param>
+    /// <param name="classNames">The classes, index by index.</param>
+    /// <param name="device">The device the network is on.</param>
+    /// <param name="ownThread">
+    /// Whether predictions run on a thread of the predictor's own (<see cref="NetworkThread"/>): true for a model that
+    /// serves callers on any thread; false for the trainer's validation, which runs on the training thread between steps
+    /// and would otherwise keep a second arena's worth of memory for the rest of training.
+    /// </param>
+    public SegmentationPredictor(SegmentationNetwork network, InferenceSettings settings, IReadOnlyList<string> classNames, Device device, bool ownThread)
     {
         _network = network;
         _settings = settings;
         _classNames = classNames;
         _device = device;
+        _thread = ownThread ? new NetworkThread("MLNetFreqFusion predictions") : null;
     }
 
     /// <summary>How the network is run.</summary>
     public InferenceSettings Settings => _settings;
+
+    /// <summary>Whether predictions run on a thread of the predictor's own.</summary>
+    internal bool OwnsThread => _thread is not null;
 
     /// <summary>The device the network runs on.</summary>
     public Device Device => _device;
@@ -53,10 +67,20 @@ internal sealed class SegmentationPredictor
     /// <summary>The predicted mask of one image.</summary>
     /// <param name="image">The image, of any size.</param>
     /// <param name="throwIfCancelled">Throws <see cref="OperationCanceledException"/> when the work is to stop; run before every network call.</param>
-    public SegmentationMask Predict(MLImage image, Action throwIfCancelled)
+    public SegmentationMask Predict(MLImage image, Action throwIfCancelled) => Predict(image, withProbabilities: false, throwIfCancelled).Mask;
+
+    /// <summary>The prediction for one image, converted to a tensor on the thread that runs the network.</summary>
+    /// <param name="image">The image, of any size.</param>
+    /// <param name="withProbabilities">Whether to return the class probabilities too.</param>
+    /// <param name="throwIfCancelled">Throws <see cref="OperationCanceledException"/> when the work is to stop; run before every network call.</param>
+    public SegmentationPrediction Predict(MLImage image, bool withProbabilities, Action throwIfCancelled)
     {
-        using var scope = NewDisposeScope();
-        return Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), withProbabilities: false, throwIfCancelled)[0].Mask;
+        ArgumentNullException.ThrowIfNull(throwIfCancelled);
+        return OnNetworkThread(() =>
+        {
+            using var scope = NewDisposeScope();
+            return PredictHere(ImageTensorConverter.ToTensor(image).unsqueeze(0), withProbabilities, throwIfCancelled)[0];
+        });
     }
 
     /// <summary>
@@ -69,6 +93,13 @@ internal sealed class SegmentationPredictor
     public SegmentationPrediction[] Predict(Tensor rgb, bool withProbabilities, Action throwIfCancelled)
     {
         ArgumentNullException.ThrowIfNull(throwIfCancelled);
+        return OnNetworkThread(() => PredictHere(rgb, withProbabilities, throwIfCancelled));
+    }
+
+    T OnNetworkThread<T>(Func<T> work) => _thread is null ? work() : _thread.Run(work);
+
+    SegmentationPrediction[] PredictHere(Tensor rgb, bool withProbabilities, Action throwIfCancelled)
+    {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         Tensor logits;
@@ -128,6 +159,9 @@ internal sealed class SegmentationPredictor
         Native.FinalizedScalars.AfterNetworkCall(rgb.shape[0] * rgb.shape[2] * rgb.shape[3]);
         return logits;
     }
+
+    /// <summary>Ends the prediction thread, if there is one, once the predictions already asked for are done.</summary>
+    public void Dispose() => _thread?.Dispose();
 
     static IEnumerable<long> Starts(long size, long window, long stride)
     {

@@ -202,7 +202,7 @@ public sealed partial class SemanticSegmentationTrainer : IEstimator<SemanticSeg
 
         var network = SegmentationNetwork.Create(settings.Architecture, _options.PretrainedWeightsPath, _options.FreezeBatchNorm);
         network.to(device);
-        var run = new TrainingRun(_host, ch, training, new SegmentationPredictor(network, settings.Inference, settings.ClassNames, device),
+        var run = new TrainingRun(_host, ch, training, new SegmentationPredictor(network, settings.Inference, settings.ClassNames, device, ownThread: false),
             network, device, rows, seed);
         run.Train(input);
         return new SemanticSegmentationTransformer(_host, settings, network);

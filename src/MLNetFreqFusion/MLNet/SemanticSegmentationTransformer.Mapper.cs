@@ -2,7 +2,6 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using MLNetFreqFusion.Data;
-using static TorchSharp.torch;
 
 namespace MLNetFreqFusion;
 
@@ -54,8 +53,7 @@ public sealed partial class SemanticSegmentationTransformer
                 }
                 if (image is null)
                     throw RowPrediction.NoImage(Host, _owner._settings.ImageColumnName, position);
-                using var scope = NewDisposeScope();
-                return _owner._predictor.Predict(ImageTensorConverter.ToTensor(image).unsqueeze(0), wantProbabilities, Host.CheckAlive)[0];
+                return _owner._predictor.Predict(image, wantProbabilities, Host.CheckAlive);
             });
             for (int i = 0; i < getters.Length; i++)
                 if (activeOutput(i))

@@ -36,6 +36,9 @@ public sealed partial class SemanticSegmentationTransformer : RowToRowTransforme
     readonly SegmentationNetwork _network;
     readonly SegmentationPredictor _predictor;
 
+    /// <summary>What runs the network for this model's predictions.</summary>
+    internal SegmentationPredictor Predictor => _predictor;
+
     internal SemanticSegmentationTransformer(IHostEnvironment env, SegmentationModelSettings settings, SegmentationNetwork network)
         : base(Contracts.CheckRef(env, nameof(env)).Register(nameof(SemanticSegmentationTransformer)))
     {
@@ -45,7 +48,7 @@ public sealed partial class SemanticSegmentationTransformer : RowToRowTransforme
         var device = TorchDevice.Resolve(env, null);
         _network.to(device);
         _network.eval();
-        _predictor = new SegmentationPredictor(_network, _settings.Inference, _settings.ClassNames, device);
+        _predictor = new SegmentationPredictor(_network, _settings.Inference, _settings.ClassNames, device, ownThread: true);
     }
 
     /// <summary>Number of classes the model predicts.</summary>
@@ -155,7 +158,11 @@ public sealed partial class SemanticSegmentationTransformer : RowToRowTransforme
     }
 
     /// <summary>Releases the network's native memory.</summary>
-    public void Dispose() => _network.Dispose();
+    public void Dispose()
+    {
+        _predictor.Dispose();
+        _network.Dispose();
+    }
 
     /// <summary>
     /// Writes the model as one self-contained ONNX file (opset 17, weights included) that runs in ONNX Runtime or
