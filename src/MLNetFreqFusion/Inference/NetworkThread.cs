@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 
 namespace MLNetFreqFusion.Inference;
@@ -18,60 +17,85 @@ namespace MLNetFreqFusion.Inference;
 /// </remarks>
 internal sealed class NetworkThread : IDisposable
 {
-    readonly BlockingCollection<Action> _work = new();
+    readonly Queue<Action> _queue = new();
     readonly string _name;
     Thread? _thread;
+    bool _disposed;
 
     public NetworkThread(string name) => _name = name;
+
+    /// <summary>Whether the thread has started and not yet ended.</summary>
+    internal bool IsRunning => _thread is { IsAlive: true };
+
+    /// <summary>Work handed over and not yet started.</summary>
+    internal int Waiting
+    {
+        get { lock (_queue) return _queue.Count; }
+    }
 
     /// <summary>Runs <paramref name="work"/> on the thread (started at the first call) and returns its result or rethrows its exception.</summary>
     /// <exception cref="ObjectDisposedException">The thread was stopped with <see cref="Dispose"/>.</exception>
     public T Run<T>(Func<T> work)
     {
-        var thread = Start();
-        if (Thread.CurrentThread == thread)
+        // Only the thread itself can find itself here, and it never clears the field while it runs work.
+        if (Thread.CurrentThread == _thread)
             return work();
         T result = default!;
         ExceptionDispatchInfo? failure = null;
         using var done = new ManualResetEventSlim();
-        try
+        lock (_queue)
         {
-            _work.Add(() =>
+            if (_disposed)
+                throw new ObjectDisposedException(_name, "The model was disposed; it cannot predict any more.");
+            _queue.Enqueue(() =>
             {
                 try { result = work(); }
                 catch (Exception e) { failure = ExceptionDispatchInfo.Capture(e); }
                 finally { done.Set(); }
             });
-        }
-        catch (InvalidOperationException)
-        {
-            throw new ObjectDisposedException(_name, "The model was disposed; it cannot predict any more.");
+            if (_thread is null)
+            {
+                _thread = new Thread(Loop) { IsBackground = true, Name = _name };
+                _thread.Start();
+            }
+            Monitor.Pulse(_queue);
         }
         done.Wait();
         failure?.Throw();
         return result;
     }
 
-    Thread Start()
+    void Loop()
     {
-        if (_thread is { } running)
-            return running;
-        lock (_work)
+        while (RunNext()) { }
+    }
+
+    /// <summary>Runs the next piece of work, waiting for one; false once disposed with nothing left. The work is
+    /// referenced from this frame only, so an abandoned model's last prediction does not keep it alive.</summary>
+    bool RunNext()
+    {
+        Action work;
+        lock (_queue)
         {
-            if (_thread is null)
+            while (_queue.Count == 0)
             {
-                var thread = new Thread(() =>
-                {
-                    foreach (var work in _work.GetConsumingEnumerable())
-                        work();
-                }) { IsBackground = true, Name = _name };
-                thread.Start();
-                _thread = thread;
+                if (_disposed)
+                    return false;
+                Monitor.Wait(_queue);
             }
-            return _thread;
+            work = _queue.Dequeue();
         }
+        work();
+        return true;
     }
 
     /// <summary>Lets the thread finish the predictions already handed over, then end; later calls throw.</summary>
-    public void Dispose() => _work.CompleteAdding();
+    public void Dispose()
+    {
+        lock (_queue)
+        {
+            _disposed = true;
+            Monitor.PulseAll(_queue);
+        }
+    }
 }

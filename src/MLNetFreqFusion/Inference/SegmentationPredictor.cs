@@ -161,7 +161,14 @@ internal sealed class SegmentationPredictor : IDisposable
     }
 
     /// <summary>Ends the prediction thread, if there is one, once the predictions already asked for are done.</summary>
-    public void Dispose() => _thread?.Dispose();
+    public void Dispose()
+    {
+        _thread?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A model dropped without being disposed ends its thread too (the thread does not keep the predictor alive).</summary>
+    ~SegmentationPredictor() => _thread?.Dispose();
 
     static IEnumerable<long> Starts(long size, long window, long stride)
     {

@@ -39,13 +39,37 @@ public sealed class NetworkThreadTests
     }
 
     [TestMethod]
-    public void RefusesWorkAfterDispose()
+    public void EndsOnDisposeAndRefusesWorkAfterwards()
     {
         var worker = new NetworkThread("test");
+        Assert.IsFalse(worker.IsRunning, "started by the first call only");
         Assert.AreEqual(1, worker.Run(() => 1));
+        Assert.IsTrue(worker.IsRunning);
         worker.Dispose();
         var refused = Assert.Throws<ObjectDisposedException>(() => worker.Run(() => 2));
         StringAssert.Contains(refused.Message, "disposed");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (worker.IsRunning && clock.Elapsed < TimeSpan.FromSeconds(10))
+            Thread.Sleep(10);
+        Assert.IsFalse(worker.IsRunning, "the thread ended");
+    }
+
+    [TestMethod]
+    [Timeout(60_000)] // dropped work would leave its caller waiting for ever
+    public void WorkHandedOverBeforeDisposeStillRuns()
+    {
+        var worker = new NetworkThread("test");
+        using var started = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var first = Task.Run(() => worker.Run(() => { started.Set(); release.Wait(); return 1; }));
+        started.Wait();
+        var second = Task.Run(() => worker.Run(() => 2));
+        while (worker.Waiting == 0)
+            Thread.Sleep(1);
+        worker.Dispose();
+        release.Set();
+        Assert.AreEqual(1, first.Result);
+        Assert.AreEqual(2, second.Result);
     }
 
     /// <summary>Through a trained model: predictions from several threads run on one other thread.</summary>
