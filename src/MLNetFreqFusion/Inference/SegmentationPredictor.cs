@@ -54,6 +54,9 @@ internal sealed class SegmentationPredictor : IDisposable
     /// <summary>Whether predictions run on a thread of the predictor's own.</summary>
     internal bool OwnsThread => _thread is not null;
 
+    /// <summary>The predictor's own thread, if it has one.</summary>
+    internal NetworkThread? PredictionThread => _thread;
+
     /// <summary>The device the network runs on.</summary>
     public Device Device => _device;
 

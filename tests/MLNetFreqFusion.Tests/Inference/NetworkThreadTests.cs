@@ -72,6 +72,34 @@ public sealed class NetworkThreadTests
         Assert.AreEqual(2, second.Result);
     }
 
+    [TestMethod]
+    public void ADroppedPredictorIsCollectedAndEndsItsThread()
+    {
+        var (predictor, thread) = PredictOnceAndDrop();
+        for (int i = 0; i < 3 && predictor.IsAlive; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        Assert.IsFalse(predictor.IsAlive, "nothing, the thread included, keeps a dropped predictor alive");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (thread.IsRunning && clock.Elapsed < TimeSpan.FromSeconds(10))
+            Thread.Sleep(10);
+        Assert.IsFalse(thread.IsRunning, "its finalizer ended the thread");
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static (WeakReference Predictor, NetworkThread Thread) PredictOnceAndDrop()
+    {
+        using var network = MLNetFreqFusion.Networks.SegmentationNetwork.Create(
+            new MLNetFreqFusion.Networks.SegmentationArchitecture { NumberOfClasses = 3, DecoderChannels = 16 }, loadPretrainedWeights: false);
+        var predictor = new SegmentationPredictor(network, new InferenceSettings(), new[] { "a", "b", "c" }, TorchSharp.torch.CPU, ownThread: true);
+        var image = MLImage.CreateFromPixels(32, 32, MLPixelFormat.Bgra32, new byte[32 * 32 * 4]);
+        Assert.AreEqual(32, predictor.Predict(image, () => { }).Width);
+        Assert.IsTrue(predictor.PredictionThread!.IsRunning);
+        return (new WeakReference(predictor), predictor.PredictionThread!);
+    }
+
     /// <summary>Through a trained model: predictions from several threads run on one other thread.</summary>
     [TestMethod]
     public void AModelPredictsOnItsOwnThread()
