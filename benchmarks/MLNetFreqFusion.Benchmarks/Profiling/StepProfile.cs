@@ -305,6 +305,8 @@ static class StepProfile
         ["no-pointwise-products"] = on => SpatialConvolution.PointwiseProductsOffForBenchmark = on,
         // B = CARAFE ×1 back on ATen's k² passes instead of the AVX2 loops (§14): what they save.
         ["no-carafe-loops"] = on => CarafeLoops.OffForBenchmark = on,
+        // B = CARAFE's kernel gradient summing each group's channels in one pass instead of blocks of 8 (§19).
+        ["no-kernel-gradient-blocks"] = on => CarafeLoops.KernelGradientBlocksOffForBenchmark = on,
         // B = grid_sample back on ATen's kernel instead of the AVX2 loops (§15): what they save.
         ["no-grid-sample-loops"] = on => GridSampleLoops.OffForBenchmark = on,
         // B = local similarity back on ATen's bands instead of the AVX2 loops (§15).

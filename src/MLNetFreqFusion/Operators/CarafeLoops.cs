@@ -22,6 +22,9 @@ internal static unsafe class CarafeLoops
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-carafe-loops</c> only, to time the networks without them.</summary>
     internal static bool OffForBenchmark { get; set; }
 
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-kernel-gradient-blocks</c> only: every group's channels in one pass.</summary>
+    internal static bool KernelGradientBlocksOffForBenchmark { get; set; }
+
     const int Lanes = 8;
     const int RowsPerTask = 4;
 
@@ -116,7 +119,9 @@ internal static unsafe class CarafeLoops
         using var scope = NewDisposeScope();
         // Each source column repeated up times: column x / up + j of the source is then column x + up·j, so the loop
         // reads whole vectors at the output's resolution.
-        var source = up == 1 ? padded.contiguous() : padded.repeat_interleave(up, 3).contiguous();
+        // (A broadcast view copied once: ATen's repeat_interleave gathers through an index and took longer.)
+        var source = up == 1 ? padded.contiguous()
+            : padded.unsqueeze(4).expand(-1, -1, -1, -1, up).reshape(padded.shape[0], padded.shape[1], padded.shape[2], up * padded.shape[3]);
         var grad = gradOutput.contiguous();
         long b = grad.shape[0], c = grad.shape[1], h = grad.shape[2], w = grad.shape[3];
         RequireVectorWidth(w / up);
@@ -313,59 +318,105 @@ internal static unsafe class CarafeLoops
     static int Vectors(int width) => (width + Lanes - 1) / Lanes;
 
     /// <summary>
-    /// Rows y0..y1 of image b's kernel gradient, four taps at a time so each gradient load feeds four sums; the source
-    /// has each column repeated up times.
+    /// Channels summed per pass of a row's kernel gradient. The sum of a tap runs over all of its group's channels (768
+    /// at the concat head's last stage); swept whole for every vector and tap, a row's channels (about 4 MB of source
+    /// rows there) came from beyond L2 over and over, 5 GMAC/s. A block of 8 channels' rows stays in L1 while every
+    /// vector and tap of the row uses it, and the row's partial sums (k² × w floats) stay there between blocks:
+    /// 2.1× faster at [2, 768, 64²] ×2 (docs/benchmarks.md §19). A group whose rows fit in
+    /// <see cref="KernelGradientWholeGroupBytes"/> is summed in one pass, which small maps and groups did faster.
+    /// </summary>
+    const int KernelGradientChannelBlock = 8;
+
+    /// <summary>Bytes of a group's gradient and source rows for one output row up to which its channels are not blocked.</summary>
+    const long KernelGradientWholeGroupBytes = 128 * 1024;
+
+    /// <summary>
+    /// Rows y0..y1 of image b's kernel gradient, channel block by channel block, four taps at a time so each gradient
+    /// load feeds four sums; the source has each column repeated up times. The sums continue from the stored partial
+    /// sums in channel order, so they add in the same order as one pass over all channels would.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void KernelGradientRows(float* source, float* grad, float* output, Dims d, int b, int y0, int y1)
     {
         int k = d.K, k2 = k * k, perGroup = d.ChannelsPerGroup;
-        long sc = d.SourcePlane, gc = d.Plane, tap = d.Plane;
-        int vectors = Vectors(d.W);
         int* shift = stackalloc int[k2];
         for (int t = 0; t < k2; t++)
             shift[t] = t / k * d.SourceW + d.Up * (t % k);
+        // Whole vectors that do not overlap; a width that is not a multiple of 8 ends with a vector flush with the row's
+        // end, which overlaps the one before and so is summed over all channels at once, after the blocks.
+        int whole = d.W / Lanes;
+        long groupRowBytes = (long)perGroup * ((long)k * d.SourceW + d.W) * sizeof(float);
+        int block = groupRowBytes <= KernelGradientWholeGroupBytes || KernelGradientBlocksOffForBenchmark ? perGroup : KernelGradientChannelBlock;
         for (int group = 0; group < d.G; group++)
         {
-            float* groupGrad = grad + ((long)b * d.C + group * perGroup) * gc;
-            float* groupSource = source + ((long)b * d.C + group * perGroup) * sc;
-            float* groupOutput = output + ((long)b * d.G + group) * k2 * tap;
+            float* groupGrad = grad + ((long)b * d.C + group * perGroup) * d.Plane;
+            float* groupSource = source + ((long)b * d.C + group * perGroup) * d.SourcePlane;
+            float* groupOutput = output + ((long)b * d.G + group) * k2 * d.Plane;
             for (int y = y0; y < y1; y++)
             {
-                for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
+                float* gradRow = groupGrad + (long)y * d.W;
+                float* sourceRow = groupSource + (long)(y / d.Up) * d.SourceW;
+                float* outputRow = groupOutput + (long)y * d.W;
+                for (int c0 = 0; c0 < perGroup; c0 += block)
                 {
-                    float* g0 = groupGrad + (long)y * d.W + x;
-                    float* s0 = groupSource + (long)(y / d.Up) * d.SourceW + x;
-                    float* o0 = groupOutput + (long)y * d.W + x;
-                    int t = 0;
-                    for (; t + 4 <= k2; t += 4)
-                    {
-                        Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-                        int r0 = shift[t], r1 = shift[t + 1], r2 = shift[t + 2], r3 = shift[t + 3];
-                        for (int c = 0; c < perGroup; c++)
-                        {
-                            var gv = Avx.LoadVector256(g0 + c * gc);
-                            float* s = s0 + c * sc;
-                            a0 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r0), a0);
-                            a1 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r1), a1);
-                            a2 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r2), a2);
-                            a3 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r3), a3);
-                        }
-                        Avx.Store(o0 + t * tap, a0);
-                        Avx.Store(o0 + (t + 1) * tap, a1);
-                        Avx.Store(o0 + (t + 2) * tap, a2);
-                        Avx.Store(o0 + (t + 3) * tap, a3);
-                    }
-                    for (; t < k2; t++)
-                    {
-                        var sum = Vector256<float>.Zero;
-                        int r = shift[t];
-                        for (int c = 0; c < perGroup; c++)
-                            sum = Fma.MultiplyAdd(Avx.LoadVector256(g0 + c * gc), Avx.LoadVector256(s0 + c * sc + r), sum);
-                        Avx.Store(o0 + t * tap, sum);
-                    }
+                    int c1 = Math.Min(perGroup, c0 + block);
+                    for (int v = 0; v < whole; v++)
+                        KernelGradientVector(sourceRow, gradRow, outputRow, d, shift, v * Lanes, c0, c1);
                 }
+                if (d.W % Lanes != 0)
+                    KernelGradientVector(sourceRow, gradRow, outputRow, d, shift, d.W - Lanes, 0, perGroup);
             }
+        }
+    }
+
+    /// <summary>
+    /// The k² tap sums of the 8 pixels from column x over channels c0..c1 of a group, added to the stored partial sums
+    /// (stored afresh when c0 is 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void KernelGradientVector(float* sourceRow, float* gradRow, float* outputRow, Dims d, int* shift, int x, int c0, int c1)
+    {
+        int k2 = d.K * d.K;
+        long sc = d.SourcePlane, gc = d.Plane, tap = d.Plane;
+        float* g0 = gradRow + x, s0 = sourceRow + x, o0 = outputRow + x;
+        bool first = c0 == 0;
+        int t = 0;
+        for (; t + 4 <= k2; t += 4)
+        {
+            Vector256<float> a0, a1, a2, a3;
+            if (first)
+            {
+                a0 = a1 = a2 = a3 = Vector256<float>.Zero;
+            }
+            else
+            {
+                a0 = Avx.LoadVector256(o0 + t * tap);
+                a1 = Avx.LoadVector256(o0 + (t + 1) * tap);
+                a2 = Avx.LoadVector256(o0 + (t + 2) * tap);
+                a3 = Avx.LoadVector256(o0 + (t + 3) * tap);
+            }
+            int r0 = shift[t], r1 = shift[t + 1], r2 = shift[t + 2], r3 = shift[t + 3];
+            for (int c = c0; c < c1; c++)
+            {
+                var gv = Avx.LoadVector256(g0 + c * gc);
+                float* s = s0 + c * sc;
+                a0 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r0), a0);
+                a1 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r1), a1);
+                a2 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r2), a2);
+                a3 = Fma.MultiplyAdd(gv, Avx.LoadVector256(s + r3), a3);
+            }
+            Avx.Store(o0 + t * tap, a0);
+            Avx.Store(o0 + (t + 1) * tap, a1);
+            Avx.Store(o0 + (t + 2) * tap, a2);
+            Avx.Store(o0 + (t + 3) * tap, a3);
+        }
+        for (; t < k2; t++)
+        {
+            var sum = first ? Vector256<float>.Zero : Avx.LoadVector256(o0 + t * tap);
+            int r = shift[t];
+            for (int c = c0; c < c1; c++)
+                sum = Fma.MultiplyAdd(Avx.LoadVector256(g0 + c * gc), Avx.LoadVector256(s0 + c * sc + r), sum);
+            Avx.Store(o0 + t * tap, sum);
         }
     }
 

@@ -94,6 +94,32 @@ public sealed class CarafeLoopsTests
             "reflect padding moves gradient from the rim into the map, so the interior alone is not the input's gradient");
     }
 
+    /// <summary>
+    /// A group whose channels' rows exceed the kernel gradient's whole-group budget is summed in blocks of channels, with
+    /// partial sums stored between blocks; the shapes here (groups of 192 channels in 24 blocks of 8 at ×2, one group and
+    /// two; 196 channels at ×1, a block of 4 left over) reach that path, with and without a last vector overlapping the
+    /// one before.
+    /// </summary>
+    [TestMethod]
+    [DataRow(2, 5, 1, 192L, 13L)]
+    [DataRow(2, 5, 2, 384L, 12L)]
+    [DataRow(1, 3, 1, 196L, 45L)]
+    public void KernelGradientInChannelBlocksEqualsUnfold(int up, int k, int groups, long c, long w)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        long b = 2, h = 9;
+        long sourceWidth = up * (w + 2 * (k / 2));
+        Assert.IsTrue(c / groups * (k * sourceWidth + up * w) * sizeof(float) > 128 * 1024, "the shape must exceed the whole-group budget");
+        var x = randn(new[] { b, c, h, w });
+        var kernels = rand(new[] { b, groups * k * k, up * h, up * w });
+        var cotangent = randn(new[] { b, c, up * h, up * w });
+        var padded = nn.functional.pad(x, new long[] { k / 2, k / 2, k / 2, k / 2 });
+        var (_, _, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
+            (a, m) => Carafe.Unfold(a, m, k, up, CarafePadding.Zeros));
+        AssertClose(expectedGradKernels, CarafeLoops.KernelGradient(padded, cotangent, k, up, groups), $"up={up} k={k} groups={groups} c={c} w={w}");
+    }
+
     [TestMethod]
     public void FitsFloat32CpuMapsAtLeastOneVectorWide()
     {
