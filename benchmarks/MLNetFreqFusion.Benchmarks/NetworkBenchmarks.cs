@@ -87,7 +87,7 @@ public class NetworkBenchmarks
         using (var scope = NewDisposeScope())
         using (var noGrad = no_grad())
             _ = _network.call(_image);
-        BenchmarkNetwork.AfterNetworkCall(_image);
+        Native.FinalizedScalars.AfterNetworkCall(_image);
     }
 
     /// <summary>Batch 4: forward, cross-entropy, backward, AdamW step.</summary>

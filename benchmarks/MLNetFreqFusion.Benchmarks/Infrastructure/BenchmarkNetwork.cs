@@ -19,7 +19,7 @@ static class BenchmarkNetwork
 
     /// <summary>
     /// One training step in training mode: forward, cross-entropy (ignore 255), backward, optimiser step, then what the
-    /// trainer does after every step (<see cref="AfterNetworkCall"/>).
+    /// trainer does after every step (<see cref="Native.FinalizedScalars"/>), so that benchmarks time and measure the memory users get.
     /// </summary>
     public static void TrainingStep(SegmentationNetwork network, AdamW optimizer, Tensor images, Tensor labels)
     {
@@ -31,13 +31,6 @@ static class BenchmarkNetwork
             loss.backward();
             optimizer.step();
         }
-        AfterNetworkCall(images);
+        Native.FinalizedScalars.AfterNetworkCall(images);
     }
-
-    /// <summary>
-    /// What the trainer and the predictor do after each network call (<see cref="Native.FinalizedScalars"/>), so that
-    /// benchmarks time and measure the memory users get.
-    /// </summary>
-    public static void AfterNetworkCall(Tensor images) =>
-        Native.FinalizedScalars.AfterNetworkCall(images.shape[0] * images.shape[2] * images.shape[3]);
 }

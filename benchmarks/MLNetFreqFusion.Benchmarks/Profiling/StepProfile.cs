@@ -179,7 +179,7 @@ static class StepProfile
                     var end = StepTimeline.Mark.Now();
                     t3 = end with { Ticks = end.Ticks - guard };
                 }
-                BenchmarkNetwork.AfterNetworkCall(setup.Images);
+                Native.FinalizedScalars.AfterNetworkCall(setup.Images);
                 var collected = StepTimeline.Mark.Now();
                 t4 = collected with { Ticks = collected.Ticks - guard };
             }
@@ -232,7 +232,7 @@ static class StepProfile
                     _ = setup.Network.call(setup.Images);
                     t1 = StepTimeline.Mark.Now();
                 }
-                BenchmarkNetwork.AfterNetworkCall(setup.Images);
+                Native.FinalizedScalars.AfterNetworkCall(setup.Images);
                 t2 = StepTimeline.Mark.Now();
             }
             finally
@@ -548,7 +548,7 @@ static class StepProfile
             using var noGrad = no_grad();
             _ = setup.Network.call(setup.Images);
         }
-        BenchmarkNetwork.AfterNetworkCall(setup.Images);
+        Native.FinalizedScalars.AfterNetworkCall(setup.Images);
         return (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
     }
 

@@ -51,9 +51,6 @@ internal sealed class SegmentationPredictor : IDisposable
     /// <summary>How the network is run.</summary>
     public InferenceSettings Settings => _settings;
 
-    /// <summary>Whether predictions run on a thread of the predictor's own.</summary>
-    internal bool OwnsThread => _thread is not null;
-
     /// <summary>The predictor's own thread, if it has one.</summary>
     internal NetworkThread? PredictionThread => _thread;
 
@@ -159,7 +156,7 @@ internal sealed class SegmentationPredictor : IDisposable
     Tensor Call(Tensor rgb)
     {
         var logits = _network.call(rgb);
-        Native.FinalizedScalars.AfterNetworkCall(rgb.shape[0] * rgb.shape[2] * rgb.shape[3]);
+        Native.FinalizedScalars.AfterNetworkCall(rgb);
         return logits;
     }
 

@@ -22,8 +22,12 @@ internal static class FinalizedScalars
 
     static long s_pixels, s_collections;
 
-    /// <summary>Collections run so far by <see cref="AfterNetworkCall"/> in this process.</summary>
+    /// <summary>Collections run so far by <see cref="AfterNetworkCall(long)"/> in this process.</summary>
     internal static long Collections => Interlocked.Read(ref s_collections);
+
+    /// <summary>Counts the pixels of a finished network call on <paramref name="images"/> [B, C, H, W] (see <see cref="AfterNetworkCall(long)"/>).</summary>
+    internal static bool AfterNetworkCall(TorchSharp.torch.Tensor images) =>
+        AfterNetworkCall(images.shape[0] * images.shape[2] * images.shape[3]);
 
     /// <summary>Counts the pixels of a finished network call (forward, or forward and backward) and collects when they reach <see cref="PixelsPerCollection"/>.</summary>
     /// <param name="pixels">Images × height × width of the call's input.</param>

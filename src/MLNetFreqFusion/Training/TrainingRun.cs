@@ -88,9 +88,8 @@ internal sealed partial class TrainingRun
                         optimizer.step();
                     }
                 }
-                long pixels = batch.Images.shape[0] * batch.Images.shape[2] * batch.Images.shape[3];
+                Native.FinalizedScalars.AfterNetworkCall(batch.Images);
                 batch.Dispose();
-                Native.FinalizedScalars.AfterNetworkCall(pixels);
                 if (!double.IsFinite(loss))
                     throw Diverged($"the training loss became {loss} at epoch {epoch}, step {step + 1}");
                 step++;
