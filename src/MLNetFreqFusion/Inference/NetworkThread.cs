@@ -46,7 +46,7 @@ internal sealed class NetworkThread : IDisposable
         lock (_queue)
         {
             if (_disposed)
-                throw new ObjectDisposedException(_name, "The model was disposed; it cannot predict any more.");
+                throw new ObjectDisposedException(_name, "The model was disposed, so it cannot predict any more: dispose it only after its last prediction, or load it again (mlContext.Model.Load).");
             _queue.Enqueue(() =>
             {
                 try { result = work(); }
