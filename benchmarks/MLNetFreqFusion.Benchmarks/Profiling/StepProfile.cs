@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Benchmarks.Profiling;
 
 /// <summary>
-/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|convolutions|carafe|offsets|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
+/// Issue 16: <c>profile shares [--inference]|ratio|inference|ab|module-ab|convolutions|carafe|offsets|onednn-check|optimizer [--size S] [--batch B] [--steps N] [--classes K] [--channels C]</c>, outside
 /// BenchmarkDotNet because a loaded machine makes absolute times meaningless; what is printed is either each row's
 /// share of one training step (median over N steps) or ratios of two variants measured in alternation (A, B, A, B…).
 /// </summary>
@@ -89,6 +89,9 @@ static class StepProfile
                 break;
             case "nan":
                 FindNonFinite(Enum.Parse<SegmentationDecoder>(args[Array.IndexOf(args, "--head") + 1]), size, batch, steps, classes);
+                break;
+            case "module-ab":
+                ModuleProfile.Alternate(args[Array.IndexOf(args, "--experiment") + 1].Split('+').Select(name => Experiments[name]).ToArray(), steps);
                 break;
             case "ab":
                 string experiment = args[Array.IndexOf(args, "--experiment") + 1];
@@ -311,6 +314,10 @@ static class StepProfile
         ["no-grid-sample-loops"] = on => GridSampleLoops.OffForBenchmark = on,
         // B = local similarity back on ATen's bands instead of the AVX2 loops (§15).
         ["no-local-similarity-loops"] = on => LocalSimilarityLoops.OffForBenchmark = on,
+        // B = each convolution of a shared input on its own instead of one convolution to all their channels.
+        ["no-merged-convolutions"] = on => SpatialConvolution.MergingOffForBenchmark = on,
+        // B = the reference's softmax, window product, sum and quotient instead of one softmax of shifted logits.
+        ["reference-normaliser"] = on => KernelNormalizer.ReferenceOrderForBenchmark = on,
     };
 
     /// <summary>

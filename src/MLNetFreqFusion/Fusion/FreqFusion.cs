@@ -118,23 +118,25 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
             var lowpassFromHr = SpatialConvolution.Forward(content_encoder, compressedHr);
             var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
-            maskLr = lowpassFromHr + Reassemble(SpatialConvolution.Forward(content_encoder, compressedLr), initialLowpass, kl, 2);
+            var fromLr = Encode(compressedLr);
+            maskLr = lowpassFromHr + Reassemble(fromLr[0], initialLowpass, kl, 2);
 
             var fusedLowpass = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
-            maskHr = highpassFromHr + Reassemble(SpatialConvolution.Forward(content_encoder2!, compressedLr), fusedLowpass, kl, 2);
+            maskHr = highpassFromHr + Reassemble(fromLr[1], fusedLowpass, kl, 2);
         }
         else if (o.SemiConv)
         {
-            maskLr = SpatialConvolution.Forward(content_encoder, compressedHr) + Nearest2x(SpatialConvolution.Forward(content_encoder, compressedLr));
+            var (fromHr, fromLr) = (Encode(compressedHr), Encode(compressedLr));
+            maskLr = fromHr[0] + Nearest2x(fromLr[0]);
             if (content_encoder2 is not null)
-                maskHr = SpatialConvolution.Forward(content_encoder2, compressedHr) + Nearest2x(SpatialConvolution.Forward(content_encoder2, compressedLr));
+                maskHr = fromHr[1] + Nearest2x(fromLr[1]);
         }
         else
         {
-            var compressed = Nearest2x(compressedLr) + compressedHr;
-            maskLr = SpatialConvolution.Forward(content_encoder, compressed);
+            var fromBoth = Encode(Nearest2x(compressedLr) + compressedHr);
+            maskLr = fromBoth[0];
             if (content_encoder2 is not null)
-                maskHr = SpatialConvolution.Forward(content_encoder2, compressed);
+                maskHr = fromBoth[1];
         }
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
@@ -159,6 +161,10 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
         return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());
     }
+
+    /// <summary>The ALPF and (when there is one) AHPF generators on one feature, as one convolution: they read the same input.</summary>
+    Tensor[] Encode(Tensor compressed) =>
+        SpatialConvolution.Forward(content_encoder2 is null ? [content_encoder] : [content_encoder, content_encoder2], compressed);
 
     Tensor Reassemble(Tensor x, Tensor kernels, int kernelSize, int upFactor) =>
         Carafe.Lean(x, kernels, kernelSize, upFactor, _options.CarafePadding);

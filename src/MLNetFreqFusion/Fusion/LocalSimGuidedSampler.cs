@@ -78,18 +78,20 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
         var lr = norm_lr is null ? lrX : norm_lr.call(lrX);
         var hrSim = LocalSimilarity.Cosine(hr, SimilarityWindow, SimilarityDilation);
         var lrSim = LocalSimilarity.Cosine(lr, SimilarityWindow, SimilarityDilation);
-        Tensor hrDirection, lrDirection, hrScope, lrScope;
+        Tensor direction, scope;
         if (_directionFeat == DirectionFeat.Sim)
         {
-            (hrDirection, lrDirection, hrScope, lrScope) = (hrSim, lrSim, hr, lr);
+            direction = SpatialConvolution.Forward(offset, lrSim) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_offset, hrSim), Scale);
+            scope = SpatialConvolution.Forward(direct_scale, lr) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_direct_scale, hr), Scale);
         }
         else
         {
-            hrDirection = hrScope = cat(new[] { hr, hrSim }, 1);
-            lrDirection = lrScope = cat(new[] { lr, lrSim }, 1);
+            // Offsets and scopes read the same features here, so each resolution's pair is one convolution.
+            var fromLr = SpatialConvolution.Forward([offset, direct_scale], cat(new[] { lr, lrSim }, 1));
+            var fromHr = SpatialConvolution.Forward([hr_offset, hr_direct_scale], cat(new[] { hr, hrSim }, 1));
+            direction = fromLr[0] + nn.functional.pixel_unshuffle(fromHr[0], Scale);
+            scope = fromLr[1] + nn.functional.pixel_unshuffle(fromHr[1], Scale);
         }
-        var direction = SpatialConvolution.Forward(offset, lrDirection) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_offset, hrDirection), Scale);
-        var scope = SpatialConvolution.Forward(direct_scale, lrScope) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_direct_scale, hrScope), Scale);
         return Sample(featToSample, direction * scope.sigmoid() + init_pos);
     }
 

@@ -22,15 +22,22 @@ internal static class BandedConvolution
     /// <summary>
     /// <paramref name="conv"/>(<paramref name="x"/>) in bands of output rows when the convolution is spatial,
     /// ungrouped, zero-padded with explicit padding, and its column buffer exceeds 2 × <paramref name="maxColumnBytes"/>;
-    /// otherwise the module's own forward. The networks call <see cref="SpatialConvolution.Forward"/>, which decides.
+    /// otherwise the module's own forward. The networks call <see cref="SpatialConvolution.Forward(Conv2d, Tensor)"/>, which decides.
     /// </summary>
     public static Tensor Forward(Conv2d conv, Tensor x, long maxColumnBytes = MaxColumnBytes)
     {
         var bands = Bands(conv, x, maxColumnBytes);
-        return bands.Count < 2 ? conv.call(x) : Banded(conv, x, bands);
+        return bands.Count < 2 ? conv.call(x) : Banded(conv, conv.weight!, conv.bias, x, bands);
     }
 
-    static Tensor Banded(Conv2d conv, Tensor x, IReadOnlyList<(long Start, long End)> bands)
+    /// <summary>A convolution of <paramref name="conv"/>'s geometry with <paramref name="weight"/> and <paramref name="bias"/> in the bands <see cref="Bands"/> gives.</summary>
+    internal static Tensor Forward(Conv2d conv, Tensor weight, Tensor? bias, Tensor x, long maxColumnBytes = MaxColumnBytes)
+    {
+        var bands = Bands(conv, x, maxColumnBytes);
+        return Banded(conv, weight, bias, x, bands);
+    }
+
+    static Tensor Banded(Conv2d conv, Tensor weight, Tensor? bias, Tensor x, IReadOnlyList<(long Start, long End)> bands)
     {
         using var scope = NewDisposeScope();
         long ph = conv.padding![0], pw = conv.padding[1], sh = conv.stride[0], dh = conv.dilation[0], kh = conv.kernel_size[0];
@@ -46,7 +53,7 @@ internal static class BandedConvolution
         {
             long need = (bands[i].End - 1 - bands[i].Start) * sh + dh * (kh - 1) + 1;
             var band = need <= lengths[i] ? chunks[i].narrow(2, 0, need) : cat(new[] { chunks[i], chunks[i + 1].narrow(2, 0, need - lengths[i]) }, 2);
-            parts.Add(nn.functional.conv2d(band, conv.weight!, conv.bias, strides: conv.stride, padding: new long[] { 0, 0 }, dilation: conv.dilation));
+            parts.Add(nn.functional.conv2d(band, weight, bias, strides: conv.stride, padding: new long[] { 0, 0 }, dilation: conv.dilation));
         }
         return scope.MoveToOuter(cat(parts, 2));
     }

@@ -9,10 +9,13 @@ namespace MLNetFreqFusion.Operators;
 /// </summary>
 internal static class KernelNormalizer
 {
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment reference-normaliser</c> only: the reference's product, sum and quotient.</summary>
+    internal static bool ReferenceOrderForBenchmark { get; set; }
+
     /// <summary>Normalises kernel logits [B, G·k²·s², H, W] into kernels [B, G·k², s·H, s·W].</summary>
     /// <param name="logits">Kernel logits, channels ordered group-major then window offset (row-major).</param>
     /// <param name="kernelSize">Odd window size k.</param>
-    /// <param name="window">Null, a one-element tensor (no shaping), or a [1, 1, k, k] window the softmax is multiplied by.</param>
+    /// <param name="window">Null, a one-element tensor (no shaping), or a positive [1, 1, k, k] window the softmax is multiplied by before renormalising.</param>
     /// <param name="scaleFactor">When above 1, the logits are first pixel-shuffled by this factor.</param>
     public static Tensor Normalize(Tensor logits, int kernelSize, Tensor? window = null, int scaleFactor = 1)
     {
@@ -31,18 +34,21 @@ internal static class KernelNormalizer
         long n = mask.shape[0], channels = mask.shape[1], h = mask.shape[2], w = mask.shape[3];
         if (channels % k2 != 0 || channels == 0)
             throw new ArgumentException($"Kernel logits for {kernelSize}×{kernelSize} kernels need a multiple of {k2} channels; got {Carafe.Shape(mask)}.", nameof(logits));
-        var kernels = mask.view(n, channels / k2, k2, h, w).softmax(2);
-        if (window is not null)
+        var grouped = mask.view(n, channels / k2, k2, h, w);
+        if (window is not null && window.numel() != k2 && window.numel() != 1)
+            throw new ArgumentException($"A window for {kernelSize}×{kernelSize} kernels must have {k2} entries (or 1); got {Carafe.Shape(window)}.", nameof(window));
+        // The reference multiplies the softmax by the window and divides by the sum: e^x·w / Σ e^x·w, which is
+        // softmax(x + ln w) for a positive window. One softmax over shifted logits is two passes over the kernels
+        // where the product, sum and quotient took four more (and as many autograd nodes); a one-element window
+        // cancels out. Rounding differs from the reference's order by a few float32 ulps.
+        if (ReferenceOrderForBenchmark)
         {
-            if (window.numel() == k2)
-                kernels = kernels * window.reshape(1, 1, k2, 1, 1);
-            else if (window.numel() == 1)
-                kernels = kernels * window.reshape(1, 1, 1, 1, 1);
-            else
-                throw new ArgumentException($"A window for {kernelSize}×{kernelSize} kernels must have {k2} entries (or 1); got {Carafe.Shape(window)}.", nameof(window));
+            var shaped = grouped.softmax(2) * (window ?? ones(1, dtype: grouped.dtype)).reshape(1, 1, -1, 1, 1);
+            return (shaped / shaped.sum(2, keepdim: true)).view(n, channels, h, w).MoveToOuterDisposeScope();
         }
-        // The reference renormalises even without a window (the sum is then 1 up to rounding); so do we, to round alike.
-        kernels = kernels / kernels.sum(2, keepdim: true);
+        if (window is not null && window.numel() == k2)
+            grouped = grouped + window.log().reshape(1, 1, k2, 1, 1);
+        var kernels = grouped.softmax(2);
         return kernels.view(n, channels, h, w).MoveToOuterDisposeScope();
     }
 

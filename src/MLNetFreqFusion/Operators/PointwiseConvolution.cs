@@ -24,16 +24,19 @@ internal static class PointwiseConvolution
         && x.shape[1] == conv.weight.shape[1];
 
     /// <summary><paramref name="conv"/>(<paramref name="x"/>) as batched matrix products; <see cref="Fits"/> must hold.</summary>
-    public static Tensor Forward(Conv2d conv, Tensor x)
+    public static Tensor Forward(Conv2d conv, Tensor x) => Forward(conv.weight!, conv.bias, x);
+
+    /// <summary>A 1×1 convolution with <paramref name="weight"/> [out, in, 1, 1] and <paramref name="bias"/> as batched products.</summary>
+    internal static Tensor Forward(Tensor weight, Tensor? bias, Tensor x)
     {
-        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = conv.weight!.shape[0];
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
         using var scope = NewDisposeScope();
-        var weight = conv.weight.view(outputs, c).expand(b, outputs, c);
+        var rows = weight.view(outputs, c).expand(b, outputs, c);
         var columns = x.reshape(b, c, h * w);
-        var y = bmm(weight, columns);
+        var y = bmm(rows, columns);
         // In place: bmm's backward does not need its output, and a new tensor would be one more output-sized write.
-        if (conv.bias is not null)
-            y.add_(conv.bias.view(1, outputs, 1));
+        if (bias is not null)
+            y.add_(bias.view(1, outputs, 1));
         return scope.MoveToOuter(y.view(b, outputs, h, w));
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -13,7 +14,7 @@ namespace MLNetFreqFusion.Operators;
 /// </summary>
 internal static class SpatialConvolution
 {
-    /// <summary>How <see cref="Forward"/> computes a convolution.</summary>
+    /// <summary>How <see cref="Forward(Conv2d, Tensor)"/> computes a convolution.</summary>
     internal enum Formulation { Module, Pointwise, TapProducts, Bands }
 
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-tap-products</c> only, to time the networks without them.</summary>
@@ -22,16 +23,23 @@ internal static class SpatialConvolution
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-pointwise-products</c> only, to time the networks without them.</summary>
     internal static bool PointwiseProductsOffForBenchmark { get; set; }
 
-    /// <summary>The formulation <see cref="Forward"/> uses for <paramref name="conv"/> on <paramref name="x"/>.</summary>
-    internal static Formulation Choose(Conv2d conv, Tensor x) =>
+    /// <summary>The formulation <see cref="Forward(Conv2d, Tensor)"/> uses for <paramref name="conv"/> on <paramref name="x"/>.</summary>
+    internal static Formulation Choose(Conv2d conv, Tensor x) => Choose(conv, conv.weight?.shape[0] ?? 0, x);
+
+    /// <summary>The formulation for a convolution of <paramref name="conv"/>'s geometry to <paramref name="outputs"/> channels.</summary>
+    internal static Formulation Choose(Conv2d conv, long outputs, Tensor x) =>
         !PointwiseProductsOffForBenchmark && PointwiseConvolution.Fits(conv, x) ? Formulation.Pointwise
-        : !TapProductsOffForBenchmark && TapConvolution.Fits(conv, x) ? Formulation.TapProducts
+        : !TapProductsOffForBenchmark && TapConvolution.Fits(conv, outputs, x) ? Formulation.TapProducts
         : BandedConvolution.Bands(conv, x, BandedConvolution.MaxColumnBytes).Count > 1 ? Formulation.Bands
         : Formulation.Module;
 
-    /// <summary><paramref name="conv"/>(<paramref name="x"/>), computed as <see cref="Choose"/> says.</summary>
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-merged-convolutions</c> only: each convolution of a <see cref="Forward(Conv2d[], Tensor)"/> call on its own.</summary>
+    internal static bool MergingOffForBenchmark { get; set; }
+
+    /// <summary><paramref name="conv"/>(<paramref name="x"/>), computed as <see cref="Choose(Conv2d, Tensor)"/> says.</summary>
     public static Tensor Forward(Conv2d conv, Tensor x)
     {
+        // Module-formulation calls go through the module so its hooks (and a profiler's) see them.
         var formulation = Choose(conv, x);
         if (formulation == Formulation.Module)
             return conv.call(x);
@@ -41,9 +49,52 @@ internal static class SpatialConvolution
             Formulation.TapProducts => input => TapConvolution.Forward(conv, input),
             _ => input => BandedConvolution.Forward(conv, input),
         };
-        // The module is not called, so its profile hooks would not see this time; a profiler names its section instead.
-        return OperatorProfile.Recorder is not null && OperatorProfile.SectionOf(conv) is string section
+        return Profiled(conv, x, compute);
+    }
+
+    /// <summary>
+    /// Convolutions of one geometry that read the same input (FreqFusion's two kernel encoders on the compressed lr
+    /// feature, the offset generator's offset and scope convolutions), computed as one convolution to all their
+    /// channels and split: the input is read and its columns or products formed once, and a small map pays one
+    /// operator's fixed costs instead of several. Each output channel is the same sum of products as its own
+    /// convolution's. Convolutions that differ in geometry, bias or input channels run one by one.
+    /// </summary>
+    /// <returns>Each convolution's output, in order.</returns>
+    public static Tensor[] Forward(Conv2d[] convs, Tensor x)
+    {
+        if (convs.Length < 2 || MergingOffForBenchmark || !Mergeable(convs, x))
+            return convs.Select(conv => Forward(conv, x)).ToArray();
+        var first = convs[0];
+        long[] sizes = convs.Select(conv => conv.weight!.shape[0]).ToArray();
+        using var scope = NewDisposeScope();
+        var weight = cat(convs.Select(conv => conv.weight!).ToArray(), 0);
+        var bias = first.bias is null ? null : cat(convs.Select(conv => conv.bias!).ToArray(), 0);
+        Func<Tensor, Tensor> compute = Choose(first, sizes.Sum(), x) switch
+        {
+            Formulation.Pointwise => input => PointwiseConvolution.Forward(weight, bias, input),
+            Formulation.TapProducts => input => TapConvolution.Forward(first, weight, bias, input),
+            Formulation.Bands => input => BandedConvolution.Forward(first, weight, bias, input),
+            _ => input => nn.functional.conv2d(input, weight, bias, first.stride, first.padding, first.dilation, first.groups),
+        };
+        var outputs = Profiled(first, x, compute).split(sizes, 1);
+        foreach (var output in outputs)
+            output.MoveToOuterDisposeScope();
+        return outputs;
+    }
+
+    static bool Mergeable(Conv2d[] convs, Tensor x)
+    {
+        var first = convs[0];
+        return convs.All(conv => conv.weight is not null && conv.weight.shape[1] == x.shape[1] && (conv.bias is null) == (first.bias is null)
+            && conv.padding_type is null && conv.padding_mode == PaddingModes.Zeros && conv.padding is not null
+            && conv.groups == first.groups && conv.weight.dtype == first.weight!.dtype
+            && conv.kernel_size.SequenceEqual(first.kernel_size) && conv.stride.SequenceEqual(first.stride)
+            && conv.padding.SequenceEqual(first.padding!) && conv.dilation.SequenceEqual(first.dilation));
+    }
+
+    // The module is not called, so its profile hooks would not see this time; a profiler names its section instead.
+    static Tensor Profiled(Conv2d conv, Tensor x, Func<Tensor, Tensor> compute) =>
+        OperatorProfile.Recorder is not null && OperatorProfile.SectionOf(conv) is string section
             ? OperatorProfile.Section(section, x, compute)
             : compute(x);
-    }
 }

@@ -24,7 +24,10 @@ internal static class TapConvolution
     /// input channels (with as many outputs as inputs the tap planes are as large as im2col's columns and the shifted
     /// additions come on top).
     /// </summary>
-    public static bool Fits(Conv2d conv, Tensor x)
+    public static bool Fits(Conv2d conv, Tensor x) => conv.weight is not null && Fits(conv, conv.weight.shape[0], x);
+
+    /// <summary><see cref="Fits(Conv2d, Tensor)"/> for <paramref name="conv"/>'s geometry with <paramref name="outputs"/> output channels.</summary>
+    internal static bool Fits(Conv2d conv, long outputs, Tensor x)
     {
         if (x.dim() != 4 || conv.weight is null || conv.groups != 1 || conv.padding_type is not null
             || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 })
@@ -33,16 +36,19 @@ internal static class TapConvolution
         if (kh * kw == 1 || conv.stride[0] != 1 || conv.stride[1] != 1 || x.shape[1] != conv.weight.shape[1])
             return false;
         var (outH, outW) = OutputSize(conv, x);
-        return outH >= 1 && outW >= 1 && 2 * conv.weight.shape[0] <= conv.weight.shape[1];
+        return outH >= 1 && outW >= 1 && 2 * outputs <= conv.weight.shape[1];
     }
 
-    /// <summary><paramref name="conv"/>(<paramref name="x"/>) by tap products; <see cref="Fits"/> must hold.</summary>
-    public static Tensor Forward(Conv2d conv, Tensor x)
+    /// <summary><paramref name="conv"/>(<paramref name="x"/>) by tap products; <see cref="Fits(Conv2d, Tensor)"/> must hold.</summary>
+    public static Tensor Forward(Conv2d conv, Tensor x) => Forward(conv, conv.weight!, conv.bias, x);
+
+    /// <summary>A convolution of <paramref name="conv"/>'s geometry with <paramref name="weight"/> and <paramref name="bias"/> by tap products.</summary>
+    internal static Tensor Forward(Conv2d conv, Tensor weight, Tensor? bias, Tensor x)
     {
         var geometry = new Geometry(conv.kernel_size[0], conv.kernel_size[1], conv.padding![0], conv.padding[1], conv.dilation[0], conv.dilation[1]);
-        return conv.bias is null
-            ? TapFunction.apply(x, conv.weight!, geometry)
-            : TapFunction.apply(x, conv.weight!, geometry, conv.bias);
+        return bias is null
+            ? TapFunction.apply(x, weight, geometry)
+            : TapFunction.apply(x, weight, geometry, bias);
     }
 
     static (long H, long W) OutputSize(Conv2d conv, Tensor x) => (

@@ -45,6 +45,31 @@ public sealed class KernelNormalizerTests
         Assert.IsTrue((kernels[.., 0] < logits.softmax(1)[.., 0]).all().item<bool>());
     }
 
+    /// <summary>
+    /// The reference's softmax times the window, divided by its sum, written as it is; the normaliser (a softmax of
+    /// the logits shifted by the window's logarithm) must give its kernels and its gradient, with and without a window.
+    /// </summary>
+    [TestMethod]
+    public void KernelsAndGradientsEqualTheReferenceProductAndQuotient()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(4);
+        foreach (var (k, window) in new (int, Tensor?)[] { (5, KernelNormalizer.HammingWindow2D(5).to(float64)), (3, KernelNormalizer.HammingWindow2D(3).to(float64)), (3, ones(1, float64)), (3, null) })
+        {
+            string what = $"{k}×{k}, window {(window is null ? "none" : window.numel().ToString())}";
+            var logits = (3 * randn(new long[] { 2, 2 * k * k, 4, 3 }, float64)).requires_grad_();
+            var softmax = logits.view(2, 2, k * k, 4, 3).softmax(2);
+            var shaped = softmax * (window ?? ones(1, float64)).reshape(1, 1, -1, 1, 1);
+            var expected = (shaped / shaped.sum(2, keepdim: true)).view(2, 2 * k * k, 4, 3);
+            var kernels = KernelNormalizer.Normalize(logits, k, window);
+            Assert.IsTrue(kernels.allclose(expected, rtol: 0, atol: 1e-12), what);
+            var upstream = randn_like(expected);
+            var expectedGrad = autograd.grad(new[] { expected }, new[] { logits }, new[] { upstream })[0];
+            var grad = autograd.grad(new[] { kernels }, new[] { logits }, new[] { upstream })[0];
+            Assert.IsTrue(grad.allclose(expectedGrad, rtol: 1e-10, atol: 1e-12), $"gradient differs: {what}");
+        }
+    }
+
     [TestMethod]
     public void AScaleFactorPixelShufflesTheLogitsFirst()
     {
