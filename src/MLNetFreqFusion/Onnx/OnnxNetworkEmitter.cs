@@ -241,19 +241,16 @@ internal sealed class OnnxNetworkEmitter : OnnxModuleEmitter
 
     /// <summary>
     /// <see cref="Operators.KernelNormalizer.Normalize"/> for one kernel group, whose k² taps are the channel axis:
-    /// softmax, times the window, divided by the sum.
+    /// the softmax of the logits shifted by the window's logarithm.
     /// </summary>
     string NormalizeKernels(string logits, int k, TorchSharp.torch.Tensor window)
     {
         long k2 = (long)k * k;
-        var kernels = B.Softmax(logits, 1);
         var values = Values(window);
+        // The reference's softmax times the window over its sum is softmax(x + ln w); a one-element window cancels out.
         if (values.Length == k2)
-            kernels = B.Mul(kernels, B.Weights("hamming_window", values, 1, k2, 1, 1));
-        else if (values.Length != 1 || values[0] != 1f)
-            // The reference's "no window" is a one-element 1, which changes nothing and is left out.
-            kernels = B.Mul(kernels, B.Scalar(values[0]));
-        return B.Div(kernels, B.ReduceSum(kernels, 1));
+            logits = B.Add(logits, B.Weights("hamming_window_log", values.Select(v => MathF.Log(v)).ToArray(), 1, k2, 1, 1));
+        return B.Softmax(logits, 1);
     }
 
     /// <summary>
