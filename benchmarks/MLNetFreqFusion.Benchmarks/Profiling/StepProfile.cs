@@ -314,6 +314,8 @@ static class StepProfile
         ["no-grid-sample-loops"] = on => GridSampleLoops.OffForBenchmark = on,
         // B = local similarity back on ATen's bands instead of the AVX2 loops (§15).
         ["no-local-similarity-loops"] = on => LocalSimilarityLoops.OffForBenchmark = on,
+        // B = tap products' shifted additions (and their gradient's shifted copies) as ATen slices instead of loops.
+        ["no-tap-shift-loops"] = on => TapConvolution.ShiftLoopsOffForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.
         ["no-merged-convolutions"] = on => SpatialConvolution.MergingOffForBenchmark = on,
         // B = the reference's softmax, window product, sum and quotient instead of one softmax of shifted logits.

@@ -17,10 +17,15 @@ internal static unsafe class TensorMemory
 
     /// <summary>The first element of a contiguous float32 CPU tensor, which must stay alive while the pointer is used.</summary>
     /// <exception cref="ArgumentException">The tensor is not float32, not on the CPU or not contiguous.</exception>
-    public static float* Floats(Tensor t)
+    public static float* Floats(Tensor t) => Elements<float>(t);
+
+    /// <summary>The first element of a contiguous CPU tensor of <typeparamref name="T"/> (float or double), which must stay alive while the pointer is used.</summary>
+    /// <exception cref="ArgumentException">The tensor is not of that type, not on the CPU or not contiguous.</exception>
+    public static T* Elements<T>(Tensor t) where T : unmanaged
     {
-        if (t.dtype != ScalarType.Float32 || t.device_type != DeviceType.CPU || !t.is_contiguous())
-            throw new ArgumentException($"Raw access needs a contiguous float32 CPU tensor; got {t.dtype} on {t.device_type}, contiguous: {t.is_contiguous()}.", nameof(t));
-        return (float*)Data(t.Handle);
+        var expected = typeof(T) == typeof(double) ? ScalarType.Float64 : ScalarType.Float32;
+        if ((typeof(T) != typeof(float) && typeof(T) != typeof(double)) || t.dtype != expected || t.device_type != DeviceType.CPU || !t.is_contiguous())
+            throw new ArgumentException($"Raw access as {typeof(T).Name} needs a contiguous {expected} CPU tensor; got {t.dtype} on {t.device_type}, contiguous: {t.is_contiguous()}.", nameof(t));
+        return (T*)Data(t.Handle);
     }
 }

@@ -8,7 +8,8 @@ namespace MLNetFreqFusion.Operators;
 /// A stride-1 convolution as one matrix product per image followed by shifted additions (the "kn2row" formulation of
 /// Vasudevan, Anderson and Gregg, "Parallel multi channel convolution using general matrix multiplication", ASAP
 /// 2017): every kernel tap t is a 1×1 convolution, so Y = W_taps · x computes all k² of them at once as
-/// [k²·out, in] × [in, h·w], and the output is the bias plus the sum of each tap's plane shifted by its offset.
+/// [k²·out, in] × [in, h·w], and the output is the bias plus the sum of each tap's plane shifted by its offset
+/// (<see cref="TapShiftLoops"/>).
 /// ATen's im2col instead writes a column buffer of in·k² values per output pixel; this writes out·k². FreqFusion's
 /// kernel encoders and offset scopes map 64–256 channels to 8–32, 2–32 times fewer values: forward and backward
 /// together 1.1–3.8 times faster than bands at the networks' shapes (docs/benchmarks.md §13). Its extra memory, the
@@ -20,9 +21,10 @@ internal static class TapConvolution
 {
     /// <summary>
     /// Whether <paramref name="conv"/> on <paramref name="x"/> is a convolution this formulation computes and gains on:
-    /// spatial, stride 1, ungrouped, explicit zero padding, a non-empty output, and at most half as many output as
-    /// input channels (with as many outputs as inputs the tap planes are as large as im2col's columns and the shifted
-    /// additions come on top).
+    /// spatial, stride 1, ungrouped, explicit zero padding, a non-empty float32 or float64 CPU output, and at most
+    /// half as many output as input channels, or at most as many once im2col's columns reach
+    /// <see cref="WideOutputColumnBytes"/> (below that ATen's im2col of a small map costs less than the k²-times
+    /// larger planes; docs/benchmarks.md §13 and §20).
     /// </summary>
     public static bool Fits(Conv2d conv, Tensor x) => conv.weight is not null && Fits(conv, conv.weight.shape[0], x);
 
@@ -30,14 +32,19 @@ internal static class TapConvolution
     internal static bool Fits(Conv2d conv, long outputs, Tensor x)
     {
         if (x.dim() != 4 || conv.weight is null || conv.groups != 1 || conv.padding_type is not null
+            || x.dtype is not (ScalarType.Float32 or ScalarType.Float64) || x.dtype != conv.weight.dtype || x.device_type != DeviceType.CPU
             || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 })
             return false;
         long kh = conv.kernel_size[0], kw = conv.kernel_size[1];
         if (kh * kw == 1 || conv.stride[0] != 1 || conv.stride[1] != 1 || x.shape[1] != conv.weight.shape[1])
             return false;
         var (outH, outW) = OutputSize(conv, x);
-        return outH >= 1 && outW >= 1 && 2 * outputs <= conv.weight.shape[1];
+        long inputs = conv.weight.shape[1], columnBytes = x.shape[0] * inputs * kh * kw * outH * outW * x.element_size();
+        return outH >= 1 && outW >= 1 && (2 * outputs <= inputs || (outputs <= inputs && columnBytes >= WideOutputColumnBytes));
     }
+
+    /// <summary>im2col's column buffer from which tap products pay for up to as many outputs as inputs.</summary>
+    internal const long WideOutputColumnBytes = 4L << 20;
 
     /// <summary><paramref name="conv"/>(<paramref name="x"/>) by tap products; <see cref="Fits(Conv2d, Tensor)"/> must hold.</summary>
     public static Tensor Forward(Conv2d conv, Tensor x) => Forward(conv, conv.weight!, conv.bias, x);
@@ -59,34 +66,30 @@ internal static class TapConvolution
     {
         public long Taps => KernelH * KernelW;
 
-        /// <summary>
-        /// Tap (i, j)'s overlap: output rows [Start, End) read input rows shifted by Shift (output row o reads input
-        /// row o − pad + i·dilation); likewise for columns.
-        /// </summary>
-        public static (long Start, long End, long Shift) Overlap(long outSize, long inSize, long pad, long offset)
-        {
-            long shift = offset - pad;
-            return (Math.Max(0, -shift), Math.Min(outSize, inSize - shift), shift);
-        }
+        /// <summary>Tap t = i·KernelW + j: output (y, x) reads its plane at (y + RowShifts[t], x + ColumnShifts[t]).</summary>
+        public int[] RowShifts { get; } = Enumerable.Range(0, (int)(KernelH * KernelW)).Select(t => (int)(t / KernelW * DilationH - PadH)).ToArray();
 
-        /// <summary>The output and tap-plane windows of every tap whose overlap is not empty.</summary>
+        /// <inheritdoc cref="RowShifts"/>
+        public int[] ColumnShifts { get; } = Enumerable.Range(0, (int)(KernelH * KernelW)).Select(t => (int)(t % KernelW * DilationW - PadW)).ToArray();
+
+        /// <summary>
+        /// The output and tap-plane windows of every tap whose overlap is not empty, for the ATen slices the
+        /// benchmarks compare the loops with (<see cref="ShiftLoopsOffForBenchmark"/>).
+        /// </summary>
         public IEnumerable<(int Tap, (Range Rows, Range Columns) Output, (Range Rows, Range Columns) Plane)> Windows(long outH, long outW, long inH, long inW)
         {
-            for (long i = 0; i < KernelH; i++)
+            for (int t = 0; t < Taps; t++)
             {
-                var (y0, y1, sy) = Overlap(outH, inH, PadH, i * DilationH);
-                for (long j = 0; j < KernelW; j++)
-                {
-                    var (x0, x1, sx) = Overlap(outW, inW, PadW, j * DilationW);
-                    if (y1 <= y0 || x1 <= x0)
-                        continue;
-                    yield return ((int)(i * KernelW + j),
-                        ((int)y0..(int)y1, (int)x0..(int)x1),
-                        ((int)(y0 + sy)..(int)(y1 + sy), (int)(x0 + sx)..(int)(x1 + sx)));
-                }
+                int sy = RowShifts[t], sx = ColumnShifts[t];
+                long y0 = Math.Max(0, -sy), y1 = Math.Min(outH, inH - sy), x0 = Math.Max(0, -sx), x1 = Math.Min(outW, inW - sx);
+                if (y1 > y0 && x1 > x0)
+                    yield return (t, ((int)y0..(int)y1, (int)x0..(int)x1), ((int)(y0 + sy)..(int)(y1 + sy), (int)(x0 + sx)..(int)(x1 + sx)));
             }
         }
     }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-tap-shift-loops</c> only: the shifted additions as ATen slices.</summary>
+    internal static bool ShiftLoopsOffForBenchmark { get; set; }
 
     /// <summary>[out, in, kh, kw] → [kh·kw·out, in]: the rows of tap t are its 1×1 convolution.</summary>
     static Tensor TapRows(Tensor weight) =>
@@ -110,15 +113,17 @@ internal static class TapConvolution
             long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
             long outH = h + 2 * g.PadH - g.DilationH * (g.KernelH - 1), outW = w + 2 * g.PadW - g.DilationW * (g.KernelW - 1);
             var planes = matmul(TapRows(weight), x.reshape(b, c, h * w)).view(b, g.Taps, outputs, h, w);
-            var output = bias is null
-                ? zeros(new[] { b, outputs, outH, outW }, dtype: x.dtype, device: x.device)
-                : bias.view(1, outputs, 1, 1).expand(b, outputs, outH, outW).contiguous();
-            foreach (var (tap, o, p) in g.Windows(outH, outW, h, w))
+            if (ShiftLoopsOffForBenchmark)
             {
-                using var target = output[.., .., o.Rows, o.Columns];
-                using var plane = planes[.., tap, .., p.Rows, p.Columns];
-                target.add_(plane);
+                var sums = bias is null
+                    ? zeros(new[] { b, outputs, outH, outW }, dtype: x.dtype, device: x.device)
+                    : bias.view(1, outputs, 1, 1).expand(b, outputs, outH, outW).contiguous();
+                foreach (var (tap, o, p) in g.Windows(outH, outW, h, w))
+                    sums[.., .., o.Rows, o.Columns].add_(planes[.., tap, .., p.Rows, p.Columns]);
+                return sums.MoveToOuterDisposeScope();
             }
+            var output = empty(new[] { b, outputs, outH, outW }, dtype: x.dtype, device: x.device);
+            TapShiftLoops.SumShifted(planes.contiguous(), bias?.contiguous(), output, g.RowShifts, g.ColumnShifts);
             return output.MoveToOuterDisposeScope();
         }
 
@@ -131,12 +136,17 @@ internal static class TapConvolution
             using var scope = NewDisposeScope();
             long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
             // Each tap plane's gradient is the output gradient shifted back; positions no output read stay zero.
-            var gradPlanes = zeros(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
-            foreach (var (tap, o, p) in g.Windows(gradOutput.shape[2], gradOutput.shape[3], h, w))
+            Tensor gradPlanes;
+            if (ShiftLoopsOffForBenchmark)
             {
-                using var target = gradPlanes[.., tap, .., p.Rows, p.Columns];
-                using var source = gradOutput[.., .., o.Rows, o.Columns];
-                target.copy_(source);
+                gradPlanes = zeros(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
+                foreach (var (tap, o, p) in g.Windows(gradOutput.shape[2], gradOutput.shape[3], h, w))
+                    gradPlanes[.., tap, .., p.Rows, p.Columns].copy_(gradOutput[.., .., o.Rows, o.Columns]);
+            }
+            else
+            {
+                gradPlanes = empty(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
+                TapShiftLoops.ScatterShifted(gradOutput.contiguous(), gradPlanes, g.RowShifts, g.ColumnShifts);
             }
             var gradMatrix = gradPlanes.view(b, g.Taps * outputs, h * w);
             Tensor? gradX = needX ? matmul(TapRows(weight).t(), gradMatrix).view(b, c, h, w) : null;

@@ -35,6 +35,46 @@ public sealed class TapConvolutionTests
         Assert.AreEqual(16, cases);
     }
 
+    /// <summary>
+    /// The loops add each output's taps in the order the ATen slices did, so in float32 (eight lanes, with the
+    /// remainders of 37- and 9-pixel rows) their sums are the same bits, and the gradient's shifted copies the same
+    /// planes; kernels, paddings and dilations as above.
+    /// </summary>
+    [TestMethod]
+    public void ShiftLoopsEqualTheAtenSlicesBitForBit()
+    {
+        manual_seed(15);
+        foreach (var (kh, kw, dilation, padH, padW, width) in new[] { (3, 3, 1, 1, 1, 37), (3, 3, 2, 2, 2, 9), (5, 5, 1, 2, 2, 16), (3, 3, 1, 0, 0, 37), (1, 5, 1, 0, 3, 9), (3, 3, 3, 1, 2, 12) })
+        {
+            using var scope = NewDisposeScope();
+            using var conv = nn.Conv2d(24, 5, (kh, kw), padding: (padH, padW), dilation: (dilation, dilation));
+            var x = randn(2, 24, 11, width).requires_grad_();
+            string what = $"kernel {kh}×{kw}, dilation {dilation}, padding {padH}/{padW}, width {width}";
+            var upstream = randn_like(conv.call(x));
+            (Tensor Output, Tensor X, Tensor Weight, Tensor? Bias) Run(bool loopsOff)
+            {
+                TapConvolution.ShiftLoopsOffForBenchmark = loopsOff;
+                try
+                {
+                    var y = TapConvolution.Forward(conv, x);
+                    var (gx, gw, gb) = ConvolutionGradients.Of(conv, x, y, upstream);
+                    return (y, gx, gw, gb);
+                }
+                finally
+                {
+                    TapConvolution.ShiftLoopsOffForBenchmark = false;
+                }
+            }
+            var loops = Run(false);
+            var slices = Run(true);
+            Assert.IsTrue(loops.Output.eq(slices.Output).all().item<bool>(), $"forward differs: {what}");
+            Assert.IsTrue(loops.X.eq(slices.X).all().item<bool>(), $"input gradient differs: {what}");
+            Assert.IsTrue(loops.Weight.eq(slices.Weight).all().item<bool>(), $"weight gradient differs: {what}");
+            Assert.IsTrue(loops.Bias!.eq(slices.Bias!).all().item<bool>(), $"bias gradient differs: {what}");
+            Assert.IsTrue(loops.Output.allclose(conv.call(x), rtol: 1e-4, atol: 1e-5), $"forward differs from the module: {what}");
+        }
+    }
+
     /// <summary>Without autograd, and for an input that needs no gradient, the weight gradient alone.</summary>
     [TestMethod]
     public void TapProductsWithoutAutogradAndForWeightsAlone()
@@ -47,7 +87,10 @@ public sealed class TapConvolutionTests
         ConvolutionGradients.AssertSameAsModuleWithoutInputGradient(conv, x, input => TapConvolution.Forward(conv, input));
     }
 
-    /// <summary>The networks' convolutions take tap products only where they have at most half as many outputs as inputs.</summary>
+    /// <summary>
+    /// The networks' convolutions take tap products where they have at most half as many outputs as inputs, or at most
+    /// as many on maps whose im2col columns reach 4 MB.
+    /// </summary>
     [TestMethod]
     public void TapProductsAreChosenForStrideOneConvolutionsToFewChannels()
     {
@@ -63,7 +106,13 @@ public sealed class TapConvolutionTests
         Assert.AreEqual(SpatialConvolution.Formulation.TapProducts, SpatialConvolution.Choose(half, x));
         foreach (var conv in new[] { wider, strided, grouped, reflecting })
             Assert.AreEqual(SpatialConvolution.Formulation.Module, SpatialConvolution.Choose(conv, x));
-        Assert.AreEqual(SpatialConvolution.Formulation.Bands, SpatialConvolution.Choose(wider, randn(8, 64, 96, 96)), "37 MB of columns");
+        // From 4 MB of columns, up to as many outputs as inputs; more outputs than inputs take bands there.
+        Assert.AreEqual(SpatialConvolution.Formulation.TapProducts, SpatialConvolution.Choose(wider, randn(1, 64, 48, 48)), "5.3 MB of columns");
+        using var square = nn.Conv2d(64, 64, 3, padding: 1);
+        using var widening = nn.Conv2d(64, 65, 3, padding: 1);
+        Assert.AreEqual(SpatialConvolution.Formulation.TapProducts, SpatialConvolution.Choose(square, randn(1, 64, 48, 48)), "5.3 MB of columns");
+        Assert.AreEqual(SpatialConvolution.Formulation.Module, SpatialConvolution.Choose(square, randn(1, 64, 40, 40)), "3.7 MB of columns");
+        Assert.AreEqual(SpatialConvolution.Formulation.Bands, SpatialConvolution.Choose(widening, randn(8, 64, 96, 96)), "37 MB of columns");
         Assert.IsTrue(SpatialConvolution.Forward(encoder, x).allclose(encoder.call(x), rtol: 1e-5, atol: 1e-6));
     }
 }
