@@ -7,6 +7,7 @@ Without mmcv the module falls back to its own unfold CARAFE, as it does for anyo
 
 For measurements only, never part of the build or the tests:
     FREQFUSION_REF=/path/to/FreqFusion.py THREADS=2 /usr/bin/python3 benchmarks/baseline/freqfusion_module.py
+STAGES="issue 16,1/16" times only those stages (names as in STAGES below).
 """
 import importlib.util
 import os
@@ -47,10 +48,12 @@ def main():
     print("| stage | forward, median (min) | forward+backward, median (min) |")
     print("|---|---:|---:|")
     torch.manual_seed(9)
+    wanted = os.environ.get("STAGES")
+    stages = [s for s in STAGES if wanted is None or s[0] in wanted.split(",")]
     # Whichever stage a process times first measured ~110 ms slower forward, warm-up or not (1/16: 122–133 ms first,
     # 18 ms later; the 64-channel case: 128–130 ms first, 23 ms later), so the first stage is timed twice and its first
     # timing dropped.
-    for index, (name, hr_channels, lr_channels, hr_size) in enumerate([STAGES[0]] + STAGES):
+    for index, (name, hr_channels, lr_channels, hr_size) in enumerate([stages[0]] + stages):
         module = reference.FreqFusion(hr_channels, lr_channels, compressed_channels=(hr_channels + lr_channels) // 4,
                                       feature_resample=True)
         hr = torch.randn(1, hr_channels, hr_size, hr_size)

@@ -40,8 +40,12 @@ internal static class TapConvolution
             return false;
         var (outH, outW) = OutputSize(conv, x);
         long inputs = conv.weight.shape[1], columnBytes = x.shape[0] * inputs * kh * kw * outH * outW * x.element_size();
-        return outH >= 1 && outW >= 1 && (2 * outputs <= inputs || (outputs <= inputs && columnBytes >= WideOutputColumnBytes));
+        return outH >= 1 && outW >= 1
+            && (2 * outputs <= inputs || (!WideOutputsOffForBenchmark && outputs <= inputs && columnBytes >= WideOutputColumnBytes));
     }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-wide-tap-outputs</c> only: tap products for at most half as many outputs as inputs, as before §20.</summary>
+    internal static bool WideOutputsOffForBenchmark { get; set; }
 
     /// <summary>im2col's column buffer from which tap products pay for up to as many outputs as inputs.</summary>
     internal const long WideOutputColumnBytes = 4L << 20;
