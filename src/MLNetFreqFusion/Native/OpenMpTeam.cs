@@ -102,6 +102,21 @@ internal static unsafe class OpenMpTeam
         });
     }
 
+    /// <summary>Elements a thread is given at least: below this a parallel region costs more than it saves (ATen's grain size).</summary>
+    public const long GrainSize = 32768;
+
+    /// <summary>
+    /// Calls <paramref name="run"/>(first, end) for contiguous runs of <paramref name="count"/> items of
+    /// <paramref name="itemElements"/> elements each: one run per thread, and one run in all below
+    /// <see cref="GrainSize"/> elements a thread. The split of single passes (the tap sums), where tasks of a
+    /// few rows cost more than they save at the networks' sizes (docs/benchmarks.md §20).
+    /// </summary>
+    public static void ForRuns(long count, long itemElements, Action<long, long> run)
+    {
+        int runs = (int)Math.Clamp(count * itemElements / GrainSize, 1, TorchSharp.torch.get_num_threads());
+        For(runs, runs, r => run(count * r / runs, count * (r + 1) / runs));
+    }
+
     [UnmanagedCallersOnly]
     static void Work(IntPtr state)
     {

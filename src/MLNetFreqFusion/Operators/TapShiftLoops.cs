@@ -15,20 +15,6 @@ namespace MLNetFreqFusion.Operators;
 /// </summary>
 internal static unsafe class TapShiftLoops
 {
-    /// <summary>Elements a thread is given at least: below this a parallel region costs more than it saves, as in ATen.</summary>
-    const long GrainSize = 32768;
-
-    /// <summary>
-    /// Calls <paramref name="rows"/>(first, end) for contiguous runs of <paramref name="count"/> rows of
-    /// <paramref name="width"/> elements, one run per thread: many small tasks cost more than these passes at the
-    /// networks' sizes (docs/benchmarks.md §20).
-    /// </summary>
-    static void InRuns(long count, int width, Action<long, long> rows)
-    {
-        int runs = (int)Math.Clamp(count * width / GrainSize, 1, get_num_threads());
-        OpenMpTeam.For(runs, runs, run => rows(count * run / runs, count * (run + 1) / runs));
-    }
-
     /// <summary>
     /// output[b, o, y, x] = bias[o] + Σ_t planes[b, t, o, y + RowShift_t, x + ColumnShift_t] over the taps whose
     /// position lies on the plane; planes [B, taps, out, h, w], output [B, out, outH, outW], both contiguous.
@@ -59,7 +45,7 @@ internal static unsafe class TapShiftLoops
         T* bi = bias is null ? null : TensorMemory.Elements<T>(bias);
         int images = (int)output.shape[0], outputs = (int)output.shape[1], outH = (int)output.shape[2], outW = (int)output.shape[3];
         int h = (int)planes.shape[3], w = (int)planes.shape[4], taps = rowShifts.Length;
-        InRuns((long)images * outputs * outH, outW, (first, end) =>
+        OpenMpTeam.ForRuns((long)images * outputs * outH, outW, (first, end) =>
         {
             for (long r = first; r < end; r++)
             {
@@ -96,7 +82,7 @@ internal static unsafe class TapShiftLoops
         T* g = TensorMemory.Elements<T>(gradOutput), gp = TensorMemory.Elements<T>(gradPlanes);
         int images = (int)gradPlanes.shape[0], taps = (int)gradPlanes.shape[1], outputs = (int)gradPlanes.shape[2], h = (int)gradPlanes.shape[3], w = (int)gradPlanes.shape[4];
         int outH = (int)gradOutput.shape[2], outW = (int)gradOutput.shape[3];
-        InRuns((long)images * taps * outputs * h, w, (first, end) =>
+        OpenMpTeam.ForRuns((long)images * taps * outputs * h, w, (first, end) =>
         {
             for (long r = first; r < end; r++)
             {
