@@ -316,6 +316,8 @@ static class StepProfile
         ["no-local-similarity-loops"] = on => LocalSimilarityLoops.OffForBenchmark = on,
         // B = tap products' shifted additions (and their gradient's shifted copies) as ATen slices instead of loops.
         ["no-tap-shift-loops"] = on => TapConvolution.ShiftLoopsOffForBenchmark = on,
+        // B = the SegFormer-style heads' projections as Linear on pixel rows (channels-last maps) instead of products.
+        ["channels-last-projections"] = on => Decoders.Mlp.PixelRowsForBenchmark = on,
         // B = tap products only up to half as many outputs as inputs, whatever the map (§13's rule).
         ["no-wide-tap-outputs"] = on => TapConvolution.WideOutputsOffForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.

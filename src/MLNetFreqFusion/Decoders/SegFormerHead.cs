@@ -50,10 +50,17 @@ internal sealed class Mlp : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment channels-last-projections</c> only: the projection as a Linear on pixel rows.</summary>
+    internal static bool PixelRowsForBenchmark { get; set; }
+
     public override Tensor forward(Tensor x)
     {
-        long batch = x.shape[0], height = x.shape[2], width = x.shape[3];
-        var y = proj.call(x.flatten(2).transpose(1, 2));
-        return y.transpose(1, 2).reshape(batch, -1, height, width);
+        if (PixelRowsForBenchmark)
+        {
+            long batch = x.shape[0], height = x.shape[2], width = x.shape[3];
+            var y = proj.call(x.flatten(2).transpose(1, 2));
+            return y.transpose(1, 2).reshape(batch, -1, height, width);
+        }
+        return PointwiseConvolution.Forward(proj.weight!, proj.bias, x);
     }
 }
