@@ -9,9 +9,9 @@ namespace MLNetFreqFusion.Operators;
 /// The shifted additions of <see cref="TapConvolution"/> and their adjoint as loops over libtorch's memory. As ATen
 /// operations each of the k² taps was a slice of the output, a slice of its plane and an in-place addition (and in the
 /// backward a zero fill and k² copies): three dozen operators a call, which at the small maps of FreqFusion's early
-/// stages cost more than the matrix product itself (docs/benchmarks.md §20). Here each output row is summed once,
-/// in registers, tap after tap in the same order, so results are bit for bit the ATen additions'; each plane row of
-/// the gradient is written once, zeros included. Float32 and float64 (the tests' precision), on libtorch's threads.
+/// stages cost more than the matrix product itself (docs/benchmarks.md §20). Here each output row is summed in one
+/// visit while it stays in L1, tap after tap in the slices' order, so results are bit for bit the ATen additions'; each
+/// plane row of the gradient is written once, zeros included. Float32 and float64 (the tests' precision), on libtorch's threads.
 /// </summary>
 internal static unsafe class TapShiftLoops
 {
