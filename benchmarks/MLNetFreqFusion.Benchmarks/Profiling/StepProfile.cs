@@ -318,6 +318,10 @@ static class StepProfile
         ["no-tap-shift-loops"] = on => TapConvolution.ShiftLoopsOffForBenchmark = on,
         // B = the SegFormer-style heads' projections as Linear on pixel rows (channels-last maps) instead of products.
         ["channels-last-projections"] = on => Decoders.Mlp.PixelRowsForBenchmark = on,
+        // B = CARAFE's loops reading kernels (×2 forward) and writing the kernel gradient as planes instead of rows per map row (§22).
+        ["planar-carafe-layouts"] = on => CarafeLoops.PlanarLayoutsForBenchmark = on,
+        // B = CARAFE ×2's feature gradient reading a zero-rimmed copy of the incoming gradient instead of masked edges (§22).
+        ["rimmed-carafe-gradient"] = on => CarafeLoops.RimmedGradientForBenchmark = on,
         // B = tap products only up to half as many outputs as inputs, whatever the map (§13's rule).
         ["no-wide-tap-outputs"] = on => TapConvolution.WideOutputsOffForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.

@@ -46,13 +46,25 @@ internal static unsafe class CarafeLoops
     readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep);
 
     /// <summary>
+    /// Element strides of a map of kernels (N = G·k²·phases maps, each tap's phases adjacent) between its rows, taps,
+    /// phases, kernel groups and images: as planes, [B, N, rows, columns], or as rows per map row, [B, rows, N, columns].
+    /// </summary>
+    readonly record struct TapLayout(long Row, long Tap, long Phase, long Group, long Image)
+    {
+        public static TapLayout Planes(int groups, int k, int phases, long rows, long columns) =>
+            new(Row: columns, Tap: phases * rows * columns, Phase: rows * columns, Group: k * k * phases * rows * columns, Image: groups * k * k * phases * rows * columns);
+
+        public static TapLayout Rows(int groups, int k, int phases, long rows, long columns) =>
+            new(Row: groups * k * k * phases * columns, Tap: phases * columns, Phase: columns, Group: k * k * phases * columns, Image: rows * groups * k * k * phases * columns);
+    }
+
+    /// <summary>
     /// Batch, channels, kernel groups, kernel size, up factor, and the sizes of the output (on the source's grid: an
-    /// up-sampled output has up times its rows and columns), source and weight maps as the loop reads them (the forward
-    /// pass reads up-sampled kernels phase by phase, [.., N·up², h, w], as <c>pixel_unshuffle</c> lays them out).
+    /// up-sampled output has up times its rows and columns), source and weight maps as the loop reads them (a weight
+    /// map's layout beyond its planes' sizes is a <see cref="TapLayout"/>'s business).
     /// </summary>
     readonly record struct Dims(int B, int C, int G, int K, int Up, int H, int W, int SourceH, int SourceW, int WeightH, int WeightW)
     {
-        public int Phases => Up * Up;
         public long Plane => (long)H * W;
         public long SourcePlane => (long)SourceH * SourceW;
         public long WeightPlane => (long)WeightH * WeightW;
@@ -66,13 +78,24 @@ internal static unsafe class CarafeLoops
     public static Tensor Reassemble(Tensor padded, Tensor kernels, int k, int up)
     {
         using var scope = NewDisposeScope();
-        var weights = Phased(kernels, up).contiguous();
         var source = padded.contiguous();
-        long b = padded.shape[0], c = padded.shape[1], h = weights.shape[2], w = weights.shape[3];
+        long b = padded.shape[0], c = padded.shape[1], h = kernels.shape[2] / up, w = kernels.shape[3] / up;
         RequireVectorWidth(w);
         var output = empty(new[] { b, c, up * h, up * w }, dtype: ScalarType.Float32);
-        // out[up·y + u, up·x + v] = Σ_ij kernel_(ij, (u, v))[y, x] · padded[y + i, x + j]
-        WeightedWindows(weights, source, output, k, up, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
+        if (up == 2)
+        {
+            // out[2y + u, 2x + v] = Σ_ij kernel_(ij, (u, v))[y, x] · padded[y + i, x + j]
+            bool planar = PlanarLayoutsForBenchmark;
+            var weights = planar ? nn.functional.pixel_unshuffle(kernels, 2).contiguous() : PhaseRows(kernels);
+            int groups = (int)(kernels.shape[1] / (k * k));
+            var layout = planar ? TapLayout.Planes(groups, k, 4, h, w) : TapLayout.Rows(groups, k, 4, h, w);
+            float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
+            var d = new Dims((int)b, (int)c, groups, k, 2, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
+            InTasks(d, (bi, y0, y1) => UpsamplingRows(wt, s, o, d, layout, bi, y0, y1));
+            return output.MoveToOuterDisposeScope();
+        }
+        // out[y, x] = Σ_ij kernel_ij[y, x] · padded[y + i, x + j]
+        WeightedWindows(kernels.contiguous(), source, output, k, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
         return output.MoveToOuterDisposeScope();
     }
 
@@ -88,24 +111,33 @@ internal static unsafe class CarafeLoops
         RequireVectorWidth(kernels.shape[3] / up);
         using var scope = NewDisposeScope();
         int p = k / 2, q = 2 * p, rim = up * q;
-        // Zero rims of 2p source pixels make every (Y − i, X − j) a valid read, so the loop has no bounds to test.
+        // Zero rims of 2p source pixels make every (Y − i, X − j) a valid read of the kernels (and at ×1 of the
+        // gradient), so the loops have no bounds to test there.
         var sides = new long[] { rim, rim, rim, rim };
         var weights = nn.functional.pad(kernels, sides, PaddingModes.Constant, 0).contiguous();
-        var source = nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous();
+        bool rimmed = RimmedGradientForBenchmark;
+        var source = up == 1 || rimmed ? nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous() : null!;
         long h = kernels.shape[2] / up + (interiorOnly ? 0 : q), w = kernels.shape[3] / up + (interiorOnly ? 0 : q);
         var output = empty(new[] { gradOutput.shape[0], gradOutput.shape[1], h, w }, dtype: ScalarType.Float32);
         // Padded position Y is output row Y − p of the interior; in the rimmed maps source row Y − i sits at Y − i + 2p.
         int offset = (interiorOnly ? p : 0) + q;
         if (up == 1)
         {
-            WeightedWindows(weights, source, output, k, 1, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
+            WeightedWindows(weights, source, output, k, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
         }
         else
         {
-            float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
-            var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(weights.shape[1] / (k * k)), k, 2, (int)h, (int)w,
-                (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
-            InTasks(d, (bi, y0, y1) => UpsamplingGradientRows(wt, s, o, d, offset, bi, y0, y1));
+            long n = weights.shape[1], rows = weights.shape[2], columns = weights.shape[3];
+            var layout = TapLayout.Planes((int)(n / (k * k)), k, 1, rows, columns);
+            // The gradient is read without rims (a copy of the largest tensor in the network's backward pass, 127 MB at
+            // the concat head's last stage and 512² batch 2): rows outside it are skipped, and the vectors at its left
+            // and right edges read it through masks (docs/benchmarks.md §22).
+            var gradient = rimmed ? source : gradOutput.contiguous();
+            int gradientRim = rimmed ? 0 : rim;
+            float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(gradient), o = TensorMemory.Floats(output);
+            var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(n / (k * k)), k, 2, (int)h, (int)w,
+                (int)gradient.shape[2], (int)gradient.shape[3], (int)rows, (int)columns);
+            InTasks(d, (bi, y0, y1) => UpsamplingGradientRows(wt, s, o, d, layout, offset, gradientRim, bi, y0, y1));
         }
         return output.MoveToOuterDisposeScope();
     }
@@ -125,11 +157,16 @@ internal static unsafe class CarafeLoops
         var grad = gradOutput.contiguous();
         long b = grad.shape[0], c = grad.shape[1], h = grad.shape[2], w = grad.shape[3];
         RequireVectorWidth(w / up);
-        var output = empty(new[] { b, groups * k * k, h, w }, dtype: ScalarType.Float32);
+        // The taps' sums are written as rows per map row, [B, h, G·k², w], and laid out as planes at the end: a row's
+        // k² partial sums then stay in L1 between channel blocks; as planes of a power-of-two size (128² at 512²
+        // images) they all fell in one cache set (docs/benchmarks.md §22).
+        bool planar = PlanarLayoutsForBenchmark;
+        var output = planar ? empty(new[] { b, groups * k * k, h, w }, dtype: ScalarType.Float32) : empty(new[] { b, h, groups * k * k, w }, dtype: ScalarType.Float32);
         float* s = TensorMemory.Floats(source), g = TensorMemory.Floats(grad), o = TensorMemory.Floats(output);
         var d = new Dims((int)b, (int)c, (int)groups, k, up, (int)h, (int)w, (int)source.shape[2], (int)source.shape[3], (int)h, (int)w);
-        InTasks(d, (bi, y0, y1) => KernelGradientRows(s, g, o, d, bi, y0, y1));
-        return output.MoveToOuterDisposeScope();
+        var layout = planar ? TapLayout.Planes((int)groups, k, 1, h, w) : TapLayout.Rows((int)groups, k, 1, h, w);
+        InTasks(d, (bi, y0, y1) => KernelGradientRows(s, g, o, d, layout, bi, y0, y1));
+        return (planar ? output : output.permute(0, 2, 1, 3).contiguous()).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -142,14 +179,56 @@ internal static unsafe class CarafeLoops
             throw new ArgumentException($"The CARAFE loops need maps at least {Lanes} pixels wide (got {width}); check CarafeLoops.Fits first.");
     }
 
-    /// <summary>[B, N, up·h, up·w] → [B, N·up², h, w], each plane's up² sub-pixel phases adjacent.</summary>
-    static Tensor Phased(Tensor t, int up) => up == 1 ? t.alias() : nn.functional.pixel_unshuffle(t, up);
+    /// <summary>
+    /// Set by the benchmarks' <c>profile ab --experiment planar-carafe-layouts</c> only: the ×2 forward reads its
+    /// kernels, and the kernel gradient writes its taps, as whole planes instead of rows per map row.
+    /// </summary>
+    internal static bool PlanarLayoutsForBenchmark { get; set; }
 
-    static void WeightedWindows(Tensor weights, Tensor source, Tensor output, int k, int up, Walk walk)
+    /// <summary>
+    /// [B, N, 2h, 2w] → [B, h, N·4, w]: for each source row, every kernel's four phases as consecutive rows. A pixel's
+    /// 4k² weights then lie one row (w floats) apart instead of a plane apart; with planes of a power-of-two size (64²
+    /// at 512² images) the planar layout put all 100 in one cache set, and the forward ran 1.8× slower per output
+    /// there than at 63² (docs/benchmarks.md §22).
+    /// </summary>
+    static Tensor PhaseRows(Tensor kernels)
+    {
+        long b = kernels.shape[0], n = kernels.shape[1], h = kernels.shape[2] / 2, w = kernels.shape[3] / 2;
+        // [b, n, y, u, x, v] → [b, y, n, u, v, x]
+        return kernels.view(b, n, h, 2, w, 2).permute(0, 2, 1, 3, 5, 4).reshape(b, h, n * 4, w);
+    }
+
+    /// <summary>
+    /// Rows y0..y1 (on the source's grid) of image b's ×2 forward, a channel pair at a time, from kernels laid out as
+    /// <paramref name="layout"/> says.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpsamplingRows(float* weights, float* source, float* output, Dims d, TapLayout layout, int b, int y0, int y1)
+    {
+        int perGroup = d.ChannelsPerGroup;
+        for (int group = 0; group < d.G; group++)
+        {
+            float* groupWeights = weights + b * layout.Image + group * layout.Group;
+            int end = (group + 1) * perGroup;
+            // The four phases read the same windows, so two channels' phases are summed together; an odd last channel
+            // goes in both places and is stored once.
+            for (int c = group * perGroup; c < end; c += 2)
+            {
+                float* first = source + ((long)b * d.C + c) * d.SourcePlane;
+                float* second = c + 1 < end ? first + d.SourcePlane : first;
+                UpsamplingRowsOf2(groupWeights, first, second, output + ((long)b * d.C + c) * 4 * d.Plane, c + 1 < end, d, layout, y0, y1);
+            }
+        }
+    }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment rimmed-carafe-gradient</c> only: the ×2 feature gradient reads a zero-rimmed copy of the incoming gradient.</summary>
+    internal static bool RimmedGradientForBenchmark { get; set; }
+
+    /// <summary>The weighted window sums without up-sampling: the ×1 forward pass and the ×1 feature gradient.</summary>
+    static void WeightedWindows(Tensor weights, Tensor source, Tensor output, int k, Walk walk)
     {
         float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(source), o = TensorMemory.Floats(output);
-        int phases = up * up;
-        var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(weights.shape[1] / (k * k * phases)), k, up, (int)(output.shape[2] / up), (int)(output.shape[3] / up),
+        var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(weights.shape[1] / (k * k)), k, 1, (int)output.shape[2], (int)output.shape[3],
             (int)source.shape[2], (int)source.shape[3], (int)weights.shape[2], (int)weights.shape[3]);
         InTasks(d, (bi, y0, y1) => WeightedWindowRows(wt, s, o, d, walk, bi, y0, y1));
     }
@@ -157,35 +236,23 @@ internal static unsafe class CarafeLoops
     /// <summary>Bands of output rows per image, on libtorch's OpenMP threads.</summary>
     static void InTasks(Dims d, Action<int, int, int> rows) => OpenMpTeam.ForRowBands(d.B, d.H, RowsPerTask, rows);
 
-    /// <summary>
-    /// Plane strides of one weighted window sum: between the taps of the weights (their up² phases sit between them)
-    /// and between output channels (an up-sampled channel is up² planes).
-    /// </summary>
+    /// <summary>Plane strides of one weighted window sum without up-sampling: between the taps of the weights and between output channels.</summary>
     readonly record struct Strides(long WeightTap, long OutputChannel);
 
     /// <summary>
-    /// Rows y0..y1 (on the source's grid) of image b: out[c, y, x] = Σ_ij weight_(g(c), ij)[walk] · source[c, walk],
-    /// for each of the four sub-pixel phases when up-sampling by 2.
+    /// Rows y0..y1 of image b without up-sampling: out[c, y, x] = Σ_ij weight_(g(c), ij)[walk] · source[c, walk].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void WeightedWindowRows(float* weights, float* source, float* output, Dims d, Walk walk, int b, int y0, int y1)
     {
         int k2 = d.K * d.K, perGroup = d.ChannelsPerGroup;
-        var strides = new Strides(d.Phases * d.WeightPlane, d.Phases * d.Plane);
+        var strides = new Strides(d.WeightPlane, d.Plane);
         for (int group = 0; group < d.G; group++)
         {
             float* groupWeights = weights + ((long)b * d.G + group) * k2 * strides.WeightTap;
             int end = (group + 1) * perGroup, c = group * perGroup;
             float* Source(int channel) => source + ((long)b * d.C + channel) * d.SourcePlane;
             float* Output(int channel) => output + ((long)b * d.C + channel) * strides.OutputChannel;
-            if (d.Up == 2)
-            {
-                // Up-sampling by 2: the four phases read the same windows, so two channels' phases are summed together;
-                // an odd last channel goes in both places and is stored once.
-                for (; c < end; c += 2)
-                    UpsamplingRowsOf2(groupWeights, Source(c), Source(Math.Min(c + 1, end - 1)), Output(c), c + 1 < end, d, strides, y0, y1);
-                continue;
-            }
             // Four channels share each weight load; the ones left over go one at a time.
             for (; c + 4 <= end; c += 4)
                 WeightedWindowRowsOf4(groupWeights, Source(c), Output(c), d, walk, strides, y0, y1);
@@ -233,10 +300,11 @@ internal static unsafe class CarafeLoops
     /// [B, C, 2h, 2w], so no pixel_shuffle pass follows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void UpsamplingRowsOf2(float* weights, float* firstSource, float* secondSource, float* output, bool storeSecond, Dims d, Strides strides, int y0, int y1)
+    static void UpsamplingRowsOf2(float* weights, float* firstSource, float* secondSource, float* output, bool storeSecond, Dims d, TapLayout layout,
+        int y0, int y1)
     {
         int k = d.K, vectors = Vectors(d.W);
-        long oc = strides.OutputChannel, tap = strides.WeightTap, wp = d.WeightPlane, row = 2L * d.W;
+        long oc = 4 * d.Plane, tap = layout.Tap, wp = layout.Phase, row = 2L * d.W;
         for (int y = y0; y < y1; y++)
         {
             for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
@@ -244,7 +312,7 @@ internal static unsafe class CarafeLoops
                 Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
                 for (int i = 0; i < k; i++)
                 {
-                    float* weightRow = weights + i * k * tap + (long)y * d.WeightW + x;
+                    float* weightRow = weights + i * k * tap + y * layout.Row + x;
                     long sourceRow = (long)(y + i) * d.SourceW + x;
                     for (int j = 0; j < k; j++)
                     {
@@ -336,7 +404,7 @@ internal static unsafe class CarafeLoops
     /// sums in channel order, so they add in the same order as one pass over all channels would.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void KernelGradientRows(float* source, float* grad, float* output, Dims d, int b, int y0, int y1)
+    static void KernelGradientRows(float* source, float* grad, float* output, Dims d, TapLayout layout, int b, int y0, int y1)
     {
         int k = d.K, k2 = k * k, perGroup = d.ChannelsPerGroup;
         int* shift = stackalloc int[k2];
@@ -351,20 +419,20 @@ internal static unsafe class CarafeLoops
         {
             float* groupGrad = grad + ((long)b * d.C + group * perGroup) * d.Plane;
             float* groupSource = source + ((long)b * d.C + group * perGroup) * d.SourcePlane;
-            float* groupOutput = output + ((long)b * d.G + group) * k2 * d.Plane;
+            float* groupOutput = output + b * layout.Image + group * layout.Group;
             for (int y = y0; y < y1; y++)
             {
                 float* gradRow = groupGrad + (long)y * d.W;
                 float* sourceRow = groupSource + (long)(y / d.Up) * d.SourceW;
-                float* outputRow = groupOutput + (long)y * d.W;
+                float* outputRow = groupOutput + y * layout.Row;
                 for (int c0 = 0; c0 < perGroup; c0 += block)
                 {
                     int c1 = Math.Min(perGroup, c0 + block);
                     for (int v = 0; v < whole; v++)
-                        KernelGradientVector(sourceRow, gradRow, outputRow, d, shift, v * Lanes, c0, c1);
+                        KernelGradientVector(sourceRow, gradRow, outputRow, d, layout.Tap, shift, v * Lanes, c0, c1);
                 }
                 if (d.W % Lanes != 0)
-                    KernelGradientVector(sourceRow, gradRow, outputRow, d, shift, d.W - Lanes, 0, perGroup);
+                    KernelGradientVector(sourceRow, gradRow, outputRow, d, layout.Tap, shift, d.W - Lanes, 0, perGroup);
             }
         }
     }
@@ -374,10 +442,10 @@ internal static unsafe class CarafeLoops
     /// (stored afresh when c0 is 0).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void KernelGradientVector(float* sourceRow, float* gradRow, float* outputRow, Dims d, int* shift, int x, int c0, int c1)
+    static void KernelGradientVector(float* sourceRow, float* gradRow, float* outputRow, Dims d, long tap, int* shift, int x, int c0, int c1)
     {
         int k2 = d.K * d.K;
-        long sc = d.SourcePlane, gc = d.Plane, tap = d.Plane;
+        long sc = d.SourcePlane, gc = d.Plane;
         float* g0 = gradRow + x, s0 = sourceRow + x, o0 = outputRow + x;
         bool first = c0 == 0;
         int t = 0;
@@ -427,13 +495,14 @@ internal static unsafe class CarafeLoops
     /// rimmed gradient and kernels are at output resolution; <paramref name="offset"/> is in source pixels.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void UpsamplingGradientRows(float* weights, float* source, float* output, Dims d, int offset, int b, int y0, int y1)
+    static void UpsamplingGradientRows(float* weights, float* source, float* output, Dims d, TapLayout layout, int offset, int rim, int b, int y0, int y1)
     {
-        int k = d.K, k2 = k * k, perGroup = d.ChannelsPerGroup, vectors = Vectors(d.W);
-        long sp = d.SourcePlane, wp = d.WeightPlane, op = d.Plane;
+        int k = d.K, perGroup = d.ChannelsPerGroup, vectors = Vectors(d.W);
+        long sp = d.SourcePlane, op = d.Plane;
+        var lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
         for (int group = 0; group < d.G; group++)
         {
-            float* groupWeights = weights + ((long)b * d.G + group) * k2 * wp;
+            float* groupWeights = weights + b * layout.Image + group * layout.Group;
             int end = (group + 1) * perGroup;
             for (int c = group * perGroup; c < end; c += 2)
             {
@@ -445,21 +514,49 @@ internal static unsafe class CarafeLoops
                     for (int v = 0, x = 0; v < vectors; v++, x = Math.Min(x + Lanes, d.W - Lanes))
                     {
                         Vector256<float> firstLow = Vector256<float>.Zero, firstHigh = firstLow, secondLow = firstLow, secondHigh = firstLow;
+                        // Rimmed column of the vector's tap j = 0; the gradient's own column is rim less. Tap j reads 2j
+                        // columns to the left: masks are needed only where some tap's 16 columns leave the gradient.
+                        long column = 2 * (x + offset), gradientColumn = column - rim;
+                        bool edge = gradientColumn - 2 * (k - 1) < 0 || gradientColumn + 2 * Lanes > d.SourceW;
                         for (int i = 0; i < k; i++)
                         {
                             for (int u = 0; u < 2; u++)
                             {
-                                long row = (long)(2 * (y + offset - i) + u) * d.SourceW + 2 * (x + offset);
+                                long r = 2 * (y + offset - i) + u, gradientRow = r - rim;
+                                // Outside the gradient the rimmed kernels are zero too: nothing to add.
+                                if (gradientRow < 0 || gradientRow >= d.SourceH)
+                                    continue;
+                                long row = gradientRow * d.SourceW + gradientColumn;
+                                float* weightRow = groupWeights + r * layout.Row + column + i * k * layout.Tap;
                                 for (int j = 0; j < k; j++)
                                 {
                                     long at = row - 2 * j;
-                                    float* weight = groupWeights + (i * k + j) * wp + at;
+                                    float* weight = weightRow + j * (layout.Tap - 2);
                                     var weightLow = Avx.LoadVector256(weight);
                                     var weightHigh = Avx.LoadVector256(weight + Lanes);
-                                    firstLow = Fma.MultiplyAdd(weightLow, Avx.LoadVector256(first + at), firstLow);
-                                    firstHigh = Fma.MultiplyAdd(weightHigh, Avx.LoadVector256(first + at + Lanes), firstHigh);
-                                    secondLow = Fma.MultiplyAdd(weightLow, Avx.LoadVector256(second + at), secondLow);
-                                    secondHigh = Fma.MultiplyAdd(weightHigh, Avx.LoadVector256(second + at + Lanes), secondHigh);
+                                    Vector256<float> firstLowGradient, firstHighGradient, secondLowGradient, secondHighGradient;
+                                    if (edge)
+                                    {
+                                        var low = Vector256.Create((int)(gradientColumn - 2 * j)) + lanes;
+                                        var high = low + Vector256.Create(Lanes);
+                                        var lowMask = InRange(low, d.SourceW);
+                                        var highMask = InRange(high, d.SourceW);
+                                        firstLowGradient = Avx.MaskLoad(first + at, lowMask);
+                                        firstHighGradient = Avx.MaskLoad(first + at + Lanes, highMask);
+                                        secondLowGradient = Avx.MaskLoad(second + at, lowMask);
+                                        secondHighGradient = Avx.MaskLoad(second + at + Lanes, highMask);
+                                    }
+                                    else
+                                    {
+                                        firstLowGradient = Avx.LoadVector256(first + at);
+                                        firstHighGradient = Avx.LoadVector256(first + at + Lanes);
+                                        secondLowGradient = Avx.LoadVector256(second + at);
+                                        secondHighGradient = Avx.LoadVector256(second + at + Lanes);
+                                    }
+                                    firstLow = Fma.MultiplyAdd(weightLow, firstLowGradient, firstLow);
+                                    firstHigh = Fma.MultiplyAdd(weightHigh, firstHighGradient, firstHigh);
+                                    secondLow = Fma.MultiplyAdd(weightLow, secondLowGradient, secondLow);
+                                    secondHigh = Fma.MultiplyAdd(weightHigh, secondHighGradient, secondHigh);
                                 }
                             }
                         }
@@ -472,6 +569,10 @@ internal static unsafe class CarafeLoops
             }
         }
     }
+
+    /// <summary>All bits set in the lanes whose column is in 0..width − 1: masked loads read nothing elsewhere, not even a fault.</summary>
+    static Vector256<float> InRange(Vector256<int> columns, int width) =>
+        Avx2.AndNot(Avx2.CompareGreaterThan(Vector256<int>.Zero, columns), Avx2.CompareGreaterThan(Vector256.Create(width), columns)).AsSingle();
 
     /// <summary>[l0 + l1, l2 + l3, …, l6 + l7, h0 + h1, …, h6 + h7]: adjacent output columns summed into their source column.</summary>
     static Vector256<float> PairSums(Vector256<float> low, Vector256<float> high)

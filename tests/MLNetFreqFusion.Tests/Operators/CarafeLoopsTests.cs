@@ -120,6 +120,98 @@ public sealed class CarafeLoopsTests
         AssertClose(expectedGradKernels, CarafeLoops.KernelGradient(padded, cotangent, k, up, groups), $"up={up} k={k} groups={groups} c={c} w={w}");
     }
 
+    /// <summary>
+    /// The ×2 forward's kernels as rows per source row, the kernel gradient's taps as rows per map row and the feature
+    /// gradient read without a zero rim (masked at the edges, rows outside skipped) add the same products in the same
+    /// order as the planar, rimmed formulation the benchmarks keep behind their switches: bit for bit equal. Maps of a
+    /// power-of-two size (the case the row layouts are for) and of odd width (the overlapping last vector), one and two
+    /// kernel groups, several bands and both paddings.
+    /// </summary>
+    [TestMethod]
+    [DataRow(5, 1, 16L, 16L, 0)]
+    [DataRow(5, 2, 12L, 13L, 1)]
+    [DataRow(3, 2, 9L, 21L, 0)]
+    [DataRow(3, 1, 8L, 8L, 1)]
+    public void RowLayoutsAndUnrimmedGradientEqualThePlanarLoopsBitForBit(int k, int groups, long h, long w, int reflect)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported)
+            Assert.Inconclusive("The CARAFE loops need AVX2 and FMA.");
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        const int up = 2;
+        long b = 2, c = groups * 7;
+        var padding = reflect == 1 ? CarafePadding.Reflect : CarafePadding.Zeros;
+        var x = randn(new[] { b, c, h, w });
+        var kernels = rand(new[] { b, groups * k * k, up * h, up * w });
+        var cotangent = randn(new[] { b, c, up * h, up * w });
+        (Tensor, Tensor, Tensor) Run(bool planar)
+        {
+            CarafeLoops.PlanarLayoutsForBenchmark = CarafeLoops.RimmedGradientForBenchmark = planar;
+            try
+            {
+                return WithGradients(x, kernels, cotangent, (a, m) => Carafe.Lean(a, m, k, up, padding));
+            }
+            finally
+            {
+                CarafeLoops.PlanarLayoutsForBenchmark = CarafeLoops.RimmedGradientForBenchmark = false;
+            }
+        }
+        var (output, gradX, gradKernels) = Run(planar: false);
+        var (planarOutput, planarGradX, planarGradKernels) = Run(planar: true);
+        string what = $"k={k} groups={groups} [{b}, {c}, {h}, {w}] {padding}";
+        Assert.IsTrue(planarOutput.eq(output).all().item<bool>(), $"{what}: forward");
+        Assert.IsTrue(planarGradX.eq(gradX).all().item<bool>(), $"{what}: d/dx");
+        Assert.IsTrue(planarGradKernels.eq(gradKernels).all().item<bool>(), $"{what}: d/dkernels");
+        // Both ways are the operator: the unfold formulation agrees too.
+        var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
+            (a, m) => Carafe.Unfold(a, m, k, up, padding));
+        AssertClose(expected, output, $"{what}: forward");
+        AssertClose(expectedGradX, gradX, $"{what}: d/dx");
+        AssertClose(expectedGradKernels, gradKernels, $"{what}: d/dkernels");
+    }
+
+    /// <summary>
+    /// The unrimmed feature gradient reads beyond the incoming gradient only through masks and skipped rows, never the
+    /// neighbouring row or plane: with infinities on every plane's border, a read there would meet a zero kernel weight
+    /// of the rim and make NaN where the rimmed formulation has none. The planes keep exactly the rimmed result.
+    /// </summary>
+    [TestMethod]
+    [DataRow(5, 8L)]
+    [DataRow(3, 21L)]
+    public void UnrimmedGradientReadsNothingBeyondTheMap(int k, long w)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported)
+            Assert.Inconclusive("The CARAFE loops need AVX2 and FMA.");
+        using var scope = NewDisposeScope();
+        manual_seed(15);
+        const int up = 2;
+        long b = 2, c = 5, h = 7;
+        var kernels = rand(new[] { b, k * k, up * h, up * w });
+        var cotangent = randn(new[] { b, c, up * h, up * w });
+        cotangent[.., .., 0] = float.PositiveInfinity;
+        cotangent[.., .., -1] = float.PositiveInfinity;
+        cotangent[.., .., .., 0] = float.PositiveInfinity;
+        cotangent[.., .., .., -1] = float.PositiveInfinity;
+        Tensor Gradient(bool rimmed)
+        {
+            CarafeLoops.RimmedGradientForBenchmark = rimmed;
+            try
+            {
+                return CarafeLoops.PaddedGradient(kernels, cotangent, k, up, interiorOnly: true);
+            }
+            finally
+            {
+                CarafeLoops.RimmedGradientForBenchmark = false;
+            }
+        }
+        var rimmedGradient = Gradient(rimmed: true);
+        var gradient = Gradient(rimmed: false);
+        Assert.IsFalse(rimmedGradient.isnan().any().item<bool>(), "the rimmed formulation meets only zeros beyond the map");
+        Assert.IsTrue(rimmedGradient.isinf().any().item<bool>(), "the borders' infinities reach the gradient");
+        Assert.IsTrue(gradient.isnan().eq(rimmedGradient.isnan()).all().item<bool>(), "NaN where the rimmed formulation has none: a read beyond the map");
+        Assert.IsTrue(gradient.eq(rimmedGradient).all().item<bool>(), "the unrimmed gradient differs from the rimmed one");
+    }
+
     [TestMethod]
     public void FitsFloat32CpuMapsAtLeastOneVectorWide()
     {
