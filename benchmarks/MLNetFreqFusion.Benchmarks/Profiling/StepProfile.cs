@@ -324,6 +324,8 @@ static class StepProfile
         ["rimmed-carafe-gradient"] = on => CarafeLoops.RimmedGradientForBenchmark = on,
         // B = tap products only up to half as many outputs as inputs, whatever the map (§13's rule).
         ["no-wide-tap-outputs"] = on => TapConvolution.WideOutputsOffForBenchmark = on,
+        // B = FreqFusion's hr compressor on the concat head's projected stage instead of on the projection's narrower input (§22).
+        ["no-composed-projections"] = on => SpatialConvolution.ComposedProjectionsOffForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.
         ["no-merged-convolutions"] = on => SpatialConvolution.MergingOffForBenchmark = on,
         // B = the reference's softmax, window product, sum and quotient instead of one softmax of shifted logits.

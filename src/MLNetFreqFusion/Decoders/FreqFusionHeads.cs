@@ -88,7 +88,8 @@ internal sealed class FreqFusionHead : DecodeHead
         for (int f = 0; f < freqfusions.Count; f++)
         {
             int stage = features.Length - 2 - f;
-            var (_, hrOut, lrOut) = freqfusions[f].call(linear_c[stage].call(features[stage]), lr);
+            var projection = linear_c[stage];
+            var (_, hrOut, lrOut) = freqfusions[f].CallWithHrProjection(projection.call(features[stage]), lr, projection.Of(features[stage]));
             long batch = hrOut.shape[0], height = hrOut.shape[2], width = hrOut.shape[3];
             // Interleaving keeps each resampling group's hr and lr channels together, so the next FreqFusion's
             // offset groups see matching channel blocks, as in the reference head.

@@ -53,6 +53,9 @@ internal sealed class Mlp : Module<Tensor, Tensor>
     /// <summary>Set by the benchmarks' <c>profile ab --experiment channels-last-projections</c> only: the projection as a Linear on pixel rows.</summary>
     internal static bool PixelRowsForBenchmark { get; set; }
 
+    /// <summary>The projection of <paramref name="x"/> as its input and parameters.</summary>
+    public LinearProjection Of(Tensor x) => new(x, proj.weight!, proj.bias);
+
     public override Tensor forward(Tensor x)
     {
         if (PixelRowsForBenchmark)

@@ -94,6 +94,26 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         }
     }
 
+    LinearProjection? _hrProjection;
+
+    /// <summary>
+    /// <c>call(hr, lr)</c> for an hr feature that is <paramref name="hrProjection"/> of a narrower map: the hr
+    /// compressor then runs on that map with composed weights (<see cref="SpatialConvolution.Forward(Conv2d, Tensor, LinearProjection)"/>).
+    /// Through <c>call</c>, so module hooks see the fusion as any other.
+    /// </summary>
+    internal (Tensor MaskLr, Tensor Hr, Tensor Lr) CallWithHrProjection(Tensor hr, Tensor lr, LinearProjection hrProjection)
+    {
+        _hrProjection = hrProjection;
+        try
+        {
+            return call(hr, lr);
+        }
+        finally
+        {
+            _hrProjection = null;
+        }
+    }
+
     /// <summary>Fuses <paramref name="hr"/> [B, HrChannels, H, W] with <paramref name="lr"/> [B, LrChannels, H/2, W/2].</summary>
     /// <returns>The low-pass kernels, the filtered hr feature and the up-sampled lr feature, all at H×W.</returns>
     /// <exception cref="ArgumentException">The shapes do not fit the options or hr is not exactly twice lr.</exception>
@@ -104,7 +124,9 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         int kl = o.LowpassKernel, kh = o.HighpassKernel;
         using var scope = NewDisposeScope();
 
-        var compressedHr = SpatialConvolution.Forward(hr_channel_compressor, hr);
+        var compressedHr = _hrProjection is LinearProjection projection
+            ? SpatialConvolution.Forward(hr_channel_compressor, hr, projection)
+            : SpatialConvolution.Forward(hr_channel_compressor, hr);
         var compressedLr = SpatialConvolution.Forward(lr_channel_compressor, lr);
         Tensor maskLr;
         Tensor? maskHr = null;

@@ -40,3 +40,6 @@ internal static class PointwiseConvolution
         return scope.MoveToOuter(y.view(b, outputs, h, w));
     }
 }
+
+/// <summary>A map computed per pixel as <c>Weight · Source + Bias</c> (weight [out, in] or [out, in, 1, 1]): a projection's input and parameters.</summary>
+internal readonly record struct LinearProjection(Tensor Source, Tensor Weight, Tensor? Bias);

@@ -9,7 +9,8 @@ namespace MLNetFreqFusion.Operators;
 /// products (<see cref="PointwiseConvolution"/>) for 1×1 convolutions (compressors, projections, fuse layers,
 /// classifiers), tap products (<see cref="TapConvolution"/>) for stride-1 convolutions to at most half as many channels
 /// (FreqFusion's kernel encoders and offset scopes), bands of output rows (<see cref="BandedConvolution"/>) when ATen's
-/// column buffer would be large, and the module's own forward otherwise. Only MiT's depthwise convolutions and ResNet's
+/// column buffer would be large, and the module's own forward otherwise; a 1×1 convolution of a narrower map's
+/// projection runs on that map with composed weights. Only MiT's depthwise convolutions and ResNet's
 /// downsampling branches (a convolution and its batch norm in one <c>Sequential</c>) still call their modules directly.
 /// </summary>
 internal static class SpatialConvolution
@@ -80,6 +81,38 @@ internal static class SpatialConvolution
         foreach (var output in outputs)
             output.MoveToOuterDisposeScope();
         return outputs;
+    }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-composed-projections</c> only: a 1×1 convolution of a projection reads the projection.</summary>
+    internal static bool ComposedProjectionsOffForBenchmark { get; set; }
+
+    /// <summary>
+    /// Whether <see cref="Forward(Conv2d, Tensor, LinearProjection)"/> computes <paramref name="conv"/> from the
+    /// projection's source with composed weights: a 1×1 convolution of a projection from fewer channels than it has.
+    /// </summary>
+    internal static bool Composes(Conv2d conv, Tensor projected, LinearProjection projection) =>
+        !ComposedProjectionsOffForBenchmark && PointwiseConvolution.Fits(conv, projected) && conv.bias is not null
+        && projection.Source.shape[1] < projected.shape[1];
+
+    /// <summary>
+    /// <paramref name="conv"/>(<paramref name="projected"/>) where <paramref name="projected"/> is
+    /// <paramref name="projection"/> of its source (the concat head's projected stages, whose FreqFusion compresses them
+    /// again). A 1×1 convolution of a per-pixel linear map is one per-pixel linear map, (W·P) x + (W·b + c), so when the
+    /// source is the narrower map (ResNet-18's 64 channels at 1/4 against the decoder's 256) it is computed from the
+    /// source with the composed weights: a quarter of the products there, forward and backward. The composed weights are
+    /// made every call from the parameters, so the gradients reach both layers' weights; the sums are the same, in
+    /// another order.
+    /// </summary>
+    public static Tensor Forward(Conv2d conv, Tensor projected, LinearProjection projection)
+    {
+        if (!Composes(conv, projected, projection))
+            return Forward(conv, projected);
+        long outputs = conv.weight!.shape[0], middle = conv.weight.shape[1];
+        using var scope = NewDisposeScope();
+        var convWeight = conv.weight.view(outputs, middle);
+        var weight = convWeight.mm(projection.Weight.view(middle, -1)).view(outputs, -1, 1, 1);
+        var bias = projection.Bias is null ? conv.bias! : conv.bias! + convWeight.mv(projection.Bias);
+        return Profiled(conv, projection.Source, input => PointwiseConvolution.Forward(weight, bias, input)).MoveToOuterDisposeScope();
     }
 
     static bool Mergeable(Conv2d[] convs, Tensor x)
