@@ -57,7 +57,8 @@ internal static class FreqFusionHeadSettings
 /// the same fuse layer, with FreqFusion in place of the bilinear resizes. From the deepest stage up, FreqFusion fuses
 /// the running low-resolution feature with the next projected stage; the filtered hr feature and the up-sampled lr
 /// feature are concatenated, interleaved per resampling group, and carried on, so the 1/4-scale map holds every stage
-/// at the decoder width as SegFormer's does.
+/// at the decoder width as SegFormer's does (the fuse layer's product with it is computed without forming it,
+/// <see cref="FuseLastStage"/>).
 /// </summary>
 internal sealed class FreqFusionHead : DecodeHead
 {
@@ -80,22 +81,57 @@ internal sealed class FreqFusionHead : DecodeHead
         AddClassifier(channels, numberOfClasses, dropoutRatio);
     }
 
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment fuse-after-upsampling</c> only: the fuse layer reads the concatenated 1/4-scale map.</summary>
+    internal static bool FuseAfterUpsamplingForBenchmark { get; set; }
+
     public override Tensor ForwardFeatures(Tensor[] features)
     {
         CheckFeatures(features, linear_c.Count, "FreqFusion");
-        const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
         var lr = linear_c[features.Length - 1].call(features[^1]);
         for (int f = 0; f < freqfusions.Count; f++)
         {
             int stage = features.Length - 2 - f;
             var projection = linear_c[stage];
-            var (_, hrOut, lrOut) = freqfusions[f].CallWithHrProjection(projection.call(features[stage]), lr, projection.Of(features[stage]));
-            long batch = hrOut.shape[0], height = hrOut.shape[2], width = hrOut.shape[3];
-            // Interleaving keeps each resampling group's hr and lr channels together, so the next FreqFusion's
-            // offset groups see matching channel blocks, as in the reference head.
-            lr = cat([hrOut.reshape(batch * groups, -1, height, width), lrOut.reshape(batch * groups, -1, height, width)], 1)
-                .reshape(batch, -1, height, width);
+            var hr = projection.call(features[stage]);
+            if (f == freqfusions.Count - 1 && !FuseAfterUpsamplingForBenchmark)
+                return FuseLastStage(freqfusions[f], hr, lr, projection.Of(features[stage]));
+            var (_, hrOut, lrOut) = freqfusions[f].CallComposed(hr, lr, projection.Of(features[stage]), lrMixing: null);
+            lr = Interleaved(hrOut, lrOut);
         }
         return functional.relu(batch_norm.call(SpatialConvolution.Forward(linear_fuse, lr)));
     }
+
+    /// <summary>
+    /// Interleaving keeps each resampling group's hr and lr channels together, so the next FreqFusion's offset groups
+    /// see matching channel blocks, as in the reference head.
+    /// </summary>
+    static Tensor Interleaved(Tensor hrOut, Tensor lrOut)
+    {
+        const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
+        long batch = hrOut.shape[0], height = hrOut.shape[2], width = hrOut.shape[3];
+        return cat([hrOut.reshape(batch * groups, -1, height, width), lrOut.reshape(batch * groups, -1, height, width)], 1)
+            .reshape(batch, -1, height, width);
+    }
+
+    /// <summary>
+    /// The last fusion and the fuse layer: the fuse layer's 1×1 map of the interleaved 1/4-scale map is its columns of
+    /// the hr channels times the filtered hr feature plus its columns of the lr channels times the up-sampled lr
+    /// feature, and FreqFusion applies the second before up-sampling (<see cref="FreqFusion.CallComposed"/>), where the
+    /// lr feature has a quarter of the pixels. The concatenated map is never formed.
+    /// </summary>
+    Tensor FuseLastStage(FreqFusion freqfusion, Tensor hr, Tensor lr, LinearProjection hrProjection)
+    {
+        const int groups = FreqFusionHeadSettings.FeatureResampleGroup;
+        long outputs = linear_fuse.weight!.shape[0], hrChannels = hr.shape[1], lrChannels = lr.shape[1];
+        // Columns in the interleaved order: per group, its hr channels, then its lr channels.
+        var columns = linear_fuse.weight.view(outputs, groups, (hrChannels + lrChannels) / groups);
+        long hrPerGroup = hrChannels / groups;
+        var hrColumns = columns[.., .., ..(int)hrPerGroup].reshape(outputs, hrChannels, 1, 1);
+        var lrColumns = columns[.., .., (int)hrPerGroup..].reshape(outputs, lrChannels);
+        var (_, hrOut, mixedLr) = freqfusion.CallComposed(hr, lr, hrProjection, lrColumns);
+        var fused = OperatorProfile.Section(FuseSection, hrOut, input => PointwiseConvolution.Forward(hrColumns, null, input)) + mixedLr;
+        return functional.relu(batch_norm.call(fused));
+    }
+
+    string FuseSection => OperatorProfile.SectionOf(linear_fuse) ?? "linear_fuse";
 }

@@ -95,22 +95,28 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     }
 
     LinearProjection? _hrProjection;
+    Tensor? _lrMixing;
 
     /// <summary>
-    /// <c>call(hr, lr)</c> for an hr feature that is <paramref name="hrProjection"/> of a narrower map: the hr
-    /// compressor then runs on that map with composed weights (<see cref="SpatialConvolution.Forward(Conv2d, Tensor, LinearProjection)"/>).
-    /// Through <c>call</c>, so module hooks see the fusion as any other.
+    /// <c>call(hr, lr)</c> with two shortcuts a decode head can take, each the same linear maps in another order:
+    /// <paramref name="hrProjection"/>, when hr is that projection of a narrower map, lets the hr compressor run on the
+    /// narrower map (<see cref="SpatialConvolution.Forward(Conv2d, Tensor, LinearProjection)"/>); <paramref name="lrMixing"/>
+    /// [M, LrChannels], when the caller only needs that 1×1 map of the up-sampled lr feature (the concat head's fuse
+    /// layer), is applied before the up-sampling (see <see cref="UpsampleLr"/>) and the returned lr feature is
+    /// [B, M, H, W]. Through <c>call</c>, so module hooks see the fusion as any other.
     /// </summary>
-    internal (Tensor MaskLr, Tensor Hr, Tensor Lr) CallWithHrProjection(Tensor hr, Tensor lr, LinearProjection hrProjection)
+    internal (Tensor MaskLr, Tensor Hr, Tensor Lr) CallComposed(Tensor hr, Tensor lr, LinearProjection? hrProjection, Tensor? lrMixing)
     {
-        _hrProjection = hrProjection;
+        if (lrMixing is not null && (lrMixing.dim() != 2 || lrMixing.shape[1] != _options.LrChannels))
+            throw new ArgumentException($"The lr mixing must be [M, {_options.LrChannels}]; got {Carafe.Shape(lrMixing)}.", nameof(lrMixing));
+        (_hrProjection, _lrMixing) = (hrProjection, lrMixing);
         try
         {
             return call(hr, lr);
         }
         finally
         {
-            _hrProjection = null;
+            (_hrProjection, _lrMixing) = (null, null);
         }
     }
 
@@ -162,9 +168,6 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         }
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
-        var lrOut = o.SemiConv
-            ? Reassemble(lr, maskLr, kl, 2)
-            : Reassemble(Nearest2x(lr), maskLr, kl, 1);
 
         Tensor hrOut;
         if (maskHr is not null)
@@ -178,10 +181,47 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
             hrOut = hr.alias();
         }
 
-        if (dysampler is not null)
-            lrOut = dysampler.call(compressedHr, compressedLr, lrOut);
-
+        var lrOut = UpsampleLr(lr, maskLr, compressedHr, compressedLr, _lrMixing);
         return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The lr path: ALPF up-sampling (CARAFE ×2), then the offset generator's resampling. With a <paramref name="mixing"/>
+    /// M, returns M · that instead, computed as Σ_g resample_g(CARAFE(M_g · lr_g)) over the resampling groups g (M_g
+    /// M's columns of group g's channels): CARAFE weighs every channel alike and each group resamples all its channels
+    /// at the same positions, so both commute with mixing a group's channels. M_g then multiplies the lr feature at its
+    /// own resolution, a quarter of the pixels, and CARAFE and the resampling carry G·M channels instead of LrChannels
+    /// (at the concat head's last stage 1,024 instead of 768, against 4× fewer products in its fuse layer's largest part).
+    /// CARAFE weighs its up-sampling groups differently, so M goes first only when each resampling group lies in one
+    /// up-sampling group (their count divides the resampling groups'; always with the heads' single one), and after the
+    /// resampling otherwise.
+    /// </summary>
+    Tensor UpsampleLr(Tensor lr, Tensor maskLr, Tensor compressedHr, Tensor compressedLr, Tensor? mixing)
+    {
+        var o = _options;
+        int groups = dysampler is null ? 1 : o.FeatureResampleGroup;
+        bool mixFirst = mixing is not null && groups % o.UpGroup == 0;
+        var source = mixFirst ? GroupMixed(lr, mixing!, groups) : lr;
+        var upsampled = o.SemiConv
+            ? Reassemble(source, maskLr, o.LowpassKernel, 2)
+            : Reassemble(Nearest2x(source), maskLr, o.LowpassKernel, 1);
+        if (dysampler is not null)
+            upsampled = dysampler.call(compressedHr, compressedLr, upsampled);
+        if (mixing is null)
+            return upsampled;
+        long b = upsampled.shape[0], outputs = mixing.shape[0], height = upsampled.shape[2], width = upsampled.shape[3];
+        return mixFirst
+            ? upsampled.view(b, groups, outputs, height, width).sum(1)
+            : PointwiseConvolution.Forward(mixing.view(outputs, -1, 1, 1), null, upsampled);
+    }
+
+    /// <summary>[B, C, h, w] → [B, G·M, h, w]: group g's channels (a block of C / G) mixed by M's columns of them, group by group.</summary>
+    static Tensor GroupMixed(Tensor x, Tensor mixing, int groups)
+    {
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = mixing.shape[0], perGroup = c / groups;
+        // [M, G, C/G] → [G, M, C/G], one product per image and group.
+        var rows = mixing.view(outputs, groups, perGroup).transpose(0, 1).unsqueeze(0).expand(b, groups, outputs, perGroup).reshape(b * groups, outputs, perGroup);
+        return bmm(rows, x.reshape(b * groups, perGroup, h * w)).view(b, groups * outputs, h, w);
     }
 
     /// <summary>The ALPF and (when there is one) AHPF generators on one feature, as one convolution: they read the same input.</summary>
