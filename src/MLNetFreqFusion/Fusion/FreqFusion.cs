@@ -94,8 +94,10 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         }
     }
 
-    LinearProjection? _hrProjection;
-    Tensor? _lrMixing;
+    // Set only during a CallComposed call. A record rather than Tensor fields, which TorchSharp's RegisterComponents
+    // would take for buffers.
+    sealed record Shortcuts(LinearProjection? HrProjection, Tensor? LrMixing);
+    Shortcuts? _shortcuts;
 
     /// <summary>
     /// <c>call(hr, lr)</c> with two shortcuts a decode head can take, each the same linear maps in another order:
@@ -109,14 +111,14 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     {
         if (lrMixing is not null && (lrMixing.dim() != 2 || lrMixing.shape[1] != _options.LrChannels))
             throw new ArgumentException($"The lr mixing must be [M, {_options.LrChannels}]; got {Carafe.Shape(lrMixing)}.", nameof(lrMixing));
-        (_hrProjection, _lrMixing) = (hrProjection, lrMixing);
+        _shortcuts = new Shortcuts(hrProjection, lrMixing);
         try
         {
             return call(hr, lr);
         }
         finally
         {
-            (_hrProjection, _lrMixing) = (null, null);
+            _shortcuts = null;
         }
     }
 
@@ -130,7 +132,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         int kl = o.LowpassKernel, kh = o.HighpassKernel;
         using var scope = NewDisposeScope();
 
-        var compressedHr = _hrProjection is LinearProjection projection
+        var compressedHr = _shortcuts?.HrProjection is LinearProjection projection
             ? SpatialConvolution.Forward(hr_channel_compressor, hr, projection)
             : SpatialConvolution.Forward(hr_channel_compressor, hr);
         var compressedLr = SpatialConvolution.Forward(lr_channel_compressor, lr);
@@ -181,7 +183,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
             hrOut = hr.alias();
         }
 
-        var lrOut = UpsampleLr(lr, maskLr, compressedHr, compressedLr, _lrMixing);
+        var lrOut = UpsampleLr(lr, maskLr, compressedHr, compressedLr, _shortcuts?.LrMixing);
         return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());
     }
 
@@ -212,7 +214,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         long b = upsampled.shape[0], outputs = mixing.shape[0], height = upsampled.shape[2], width = upsampled.shape[3];
         return mixFirst
             ? upsampled.view(b, groups, outputs, height, width).sum(1)
-            : PointwiseConvolution.Forward(mixing.view(outputs, -1, 1, 1), null, upsampled);
+            : PointwiseConvolution.Forward(mixing.reshape(outputs, -1, 1, 1), null, upsampled);
     }
 
     /// <summary>[B, C, h, w] → [B, G·M, h, w]: group g's channels (a block of C / G) mixed by M's columns of them, group by group.</summary>
@@ -220,7 +222,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     {
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = mixing.shape[0], perGroup = c / groups;
         // [M, G, C/G] → [G, M, C/G], one product per image and group.
-        var rows = mixing.view(outputs, groups, perGroup).transpose(0, 1).unsqueeze(0).expand(b, groups, outputs, perGroup).reshape(b * groups, outputs, perGroup);
+        var rows = mixing.reshape(outputs, groups, perGroup).transpose(0, 1).unsqueeze(0).expand(b, groups, outputs, perGroup).reshape(b * groups, outputs, perGroup);
         return bmm(rows, x.reshape(b * groups, perGroup, h * w)).view(b, groups * outputs, h, w);
     }
 
