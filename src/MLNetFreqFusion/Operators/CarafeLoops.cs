@@ -115,14 +115,13 @@ internal static unsafe class CarafeLoops
         // gradient), so the loops have no bounds to test there.
         var sides = new long[] { rim, rim, rim, rim };
         var weights = nn.functional.pad(kernels, sides, PaddingModes.Constant, 0).contiguous();
-        bool rimmed = RimmedGradientForBenchmark;
-        var source = up == 1 || rimmed ? nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous() : null!;
         long h = kernels.shape[2] / up + (interiorOnly ? 0 : q), w = kernels.shape[3] / up + (interiorOnly ? 0 : q);
         var output = empty(new[] { gradOutput.shape[0], gradOutput.shape[1], h, w }, dtype: ScalarType.Float32);
         // Padded position Y is output row Y − p of the interior; in the rimmed maps source row Y − i sits at Y − i + 2p.
         int offset = (interiorOnly ? p : 0) + q;
         if (up == 1)
         {
+            var source = nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous();
             WeightedWindows(weights, source, output, k, new Walk(WeightOffset: offset, WeightStep: -1, SourceOffset: offset, SourceStep: -1));
         }
         else
@@ -132,7 +131,8 @@ internal static unsafe class CarafeLoops
             // The gradient is read without rims (a copy of the largest tensor in the network's backward pass, 127 MB at
             // the concat head's last stage and 512² batch 2): rows outside it are skipped, and the vectors at its left
             // and right edges read it through masks (docs/benchmarks.md §22).
-            var gradient = rimmed ? source : gradOutput.contiguous();
+            bool rimmed = RimmedGradientForBenchmark;
+            var gradient = rimmed ? nn.functional.pad(gradOutput, sides, PaddingModes.Constant, 0).contiguous() : gradOutput.contiguous();
             int gradientRim = rimmed ? 0 : rim;
             float* wt = TensorMemory.Floats(weights), s = TensorMemory.Floats(gradient), o = TensorMemory.Floats(output);
             var d = new Dims((int)output.shape[0], (int)output.shape[1], (int)(n / (k * k)), k, 2, (int)h, (int)w,
