@@ -116,8 +116,9 @@ internal sealed class FreqFusionHead : DecodeHead
     /// <summary>
     /// The last fusion and the fuse layer: the fuse layer's 1×1 map of the interleaved 1/4-scale map is its columns of
     /// the hr channels times the filtered hr feature plus its columns of the lr channels times the up-sampled lr
-    /// feature, and FreqFusion applies the second before up-sampling (<see cref="FreqFusion.CallComposed"/>), where the
-    /// lr feature has a quarter of the pixels. The concatenated map is never formed.
+    /// feature, and FreqFusion applies both before filtering and up-sampling (<see cref="FreqFusion.CallComposed"/>): the
+    /// lr columns where the lr feature has a quarter of the pixels, the hr columns composed with the stage's projection
+    /// from the backbone's narrower map. The concatenated map is never formed.
     /// </summary>
     Tensor FuseLastStage(FreqFusion freqfusion, Tensor hr, Tensor lr, LinearProjection hrProjection)
     {
@@ -126,12 +127,9 @@ internal sealed class FreqFusionHead : DecodeHead
         // Columns in the interleaved order: per group, its hr channels, then its lr channels.
         var columns = linear_fuse.weight.view(outputs, groups, (hrChannels + lrChannels) / groups);
         long hrPerGroup = hrChannels / groups;
-        var hrColumns = columns[.., .., ..(int)hrPerGroup].reshape(outputs, hrChannels, 1, 1);
+        var hrColumns = columns[.., .., ..(int)hrPerGroup].reshape(outputs, hrChannels);
         var lrColumns = columns[.., .., (int)hrPerGroup..].reshape(outputs, lrChannels);
-        var (_, hrOut, mixedLr) = freqfusion.CallComposed(hr, lr, hrProjection, lrColumns);
-        var fused = OperatorProfile.Section(FuseSection, hrOut, input => PointwiseConvolution.Forward(hrColumns, null, input)) + mixedLr;
-        return functional.relu(batch_norm.call(fused));
+        var (_, mixedHr, mixedLr) = freqfusion.CallComposed(hr, lr, hrProjection, lrColumns, hrColumns);
+        return functional.relu(batch_norm.call(mixedHr + mixedLr));
     }
-
-    string FuseSection => OperatorProfile.SectionOf(linear_fuse) ?? "linear_fuse";
 }

@@ -96,22 +96,26 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
     // Set only during a CallComposed call. A record rather than Tensor fields, which TorchSharp's RegisterComponents
     // would take for buffers.
-    sealed record Shortcuts(LinearProjection? HrProjection, Tensor? LrMixing);
+    sealed record Shortcuts(LinearProjection? HrProjection, Tensor? LrMixing, Tensor? HrMixing);
     Shortcuts? _shortcuts;
 
     /// <summary>
-    /// <c>call(hr, lr)</c> with two shortcuts a decode head can take, each the same linear maps in another order:
+    /// <c>call(hr, lr)</c> with shortcuts a decode head can take, each the same linear maps in another order:
     /// <paramref name="hrProjection"/>, when hr is that projection of a narrower map, lets the hr compressor run on the
     /// narrower map (<see cref="SpatialConvolution.Forward(Conv2d, Tensor, LinearProjection)"/>); <paramref name="lrMixing"/>
     /// [M, LrChannels], when the caller only needs that 1×1 map of the up-sampled lr feature (the concat head's fuse
     /// layer), is applied before the up-sampling (see <see cref="UpsampleLr"/>) and the returned lr feature is
-    /// [B, M, H, W]. Through <c>call</c>, so module hooks see the fusion as any other.
+    /// [B, M, H, W]; <paramref name="hrMixing"/> [M, HrChannels] likewise for the filtered hr feature, applied before
+    /// the high-pass filter (and with <paramref name="hrProjection"/> composed with it). Through <c>call</c>, so module
+    /// hooks see the fusion as any other.
     /// </summary>
-    internal (Tensor MaskLr, Tensor Hr, Tensor Lr) CallComposed(Tensor hr, Tensor lr, LinearProjection? hrProjection, Tensor? lrMixing)
+    internal (Tensor MaskLr, Tensor Hr, Tensor Lr) CallComposed(Tensor hr, Tensor lr, LinearProjection? hrProjection, Tensor? lrMixing, Tensor? hrMixing = null)
     {
         if (lrMixing is not null && (lrMixing.dim() != 2 || lrMixing.shape[1] != _options.LrChannels))
             throw new ArgumentException($"The lr mixing must be [M, {_options.LrChannels}]; got {Carafe.Shape(lrMixing)}.", nameof(lrMixing));
-        _shortcuts = new Shortcuts(hrProjection, lrMixing);
+        if (hrMixing is not null && (hrMixing.dim() != 2 || hrMixing.shape[1] != _options.HrChannels))
+            throw new ArgumentException($"The hr mixing must be [M, {_options.HrChannels}]; got {Carafe.Shape(hrMixing)}.", nameof(hrMixing));
+        _shortcuts = new Shortcuts(hrProjection, lrMixing, hrMixing);
         try
         {
             return call(hr, lr);
@@ -171,17 +175,25 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
 
         maskLr = KernelNormalizer.Normalize(maskLr, kl, hamming_lowpass);
 
+        // With an hr mixing M: the high-pass filter (CARAFE ×1) weighs every channel alike when there is one up-sampling
+        // group, so M · (2hr − CARAFE(hr)) = 2y − CARAFE(y) for y = M · hr, which the hr projection's narrower source
+        // gives directly; with several groups M goes after the filter.
+        var hrMixing = _shortcuts?.HrMixing;
+        bool mixHrFirst = hrMixing is not null && o.UpGroup == 1;
+        var filtered = mixHrFirst ? SpatialConvolution.Mix(hrMixing!, hr, _shortcuts!.HrProjection) : hr;
         Tensor hrOut;
         if (maskHr is not null)
         {
             var highpassKernels = KernelNormalizer.Normalize(maskHr, kh, hamming_highpass);
-            var highFrequencies = hr - Reassemble(hr, highpassKernels, kh, 1);
-            hrOut = o.HrResidual ? highFrequencies + hr : highFrequencies;
+            var highFrequencies = filtered - Reassemble(filtered, highpassKernels, kh, 1);
+            hrOut = o.HrResidual ? highFrequencies + filtered : highFrequencies;
         }
         else
         {
-            hrOut = hr.alias();
+            hrOut = filtered.alias();
         }
+        if (hrMixing is not null && !mixHrFirst)
+            hrOut = SpatialConvolution.Mix(hrMixing, hrOut, null);
 
         var lrOut = UpsampleLr(lr, maskLr, compressedHr, compressedLr, _shortcuts?.LrMixing);
         return (maskLr.MoveToOuterDisposeScope(), hrOut.MoveToOuterDisposeScope(), lrOut.MoveToOuterDisposeScope());

@@ -91,8 +91,10 @@ internal static class SpatialConvolution
     /// projection's source with composed weights: a 1×1 convolution of a projection from fewer channels than it has.
     /// </summary>
     internal static bool Composes(Conv2d conv, Tensor projected, LinearProjection projection) =>
-        !ComposedProjectionsOffForBenchmark && PointwiseConvolution.Fits(conv, projected) && conv.bias is not null
-        && projection.Source.shape[1] < projected.shape[1];
+        PointwiseConvolution.Fits(conv, projected) && Narrower(projected, projection);
+
+    static bool Narrower(Tensor projected, LinearProjection projection) =>
+        !ComposedProjectionsOffForBenchmark && projection.Source.shape[1] < projected.shape[1];
 
     /// <summary>
     /// <paramref name="conv"/>(<paramref name="projected"/>) where <paramref name="projected"/> is
@@ -107,12 +109,30 @@ internal static class SpatialConvolution
     {
         if (!Composes(conv, projected, projection))
             return Forward(conv, projected);
-        long outputs = conv.weight!.shape[0], middle = conv.weight.shape[1];
+        return Profiled(conv, projection.Source, _ => Composed(conv.weight!, conv.bias, projection));
+    }
+
+    /// <summary>
+    /// <paramref name="weight"/> [M, C] times <paramref name="projected"/> [B, C, H, W] at every pixel (a 1×1 map without
+    /// bias: a decode head's columns of its fuse layer), from the projection's source with composed weights when it is
+    /// narrower, as <see cref="Forward(Conv2d, Tensor, LinearProjection)"/>.
+    /// </summary>
+    internal static Tensor Mix(Tensor weight, Tensor projected, LinearProjection? projection)
+    {
+        if (projection is LinearProjection p && Narrower(projected, p))
+            return Composed(weight, null, p);
+        return PointwiseConvolution.Forward(weight.reshape(weight.shape[0], -1, 1, 1), null, projected);
+    }
+
+    /// <summary>(W·P) x + (W·b + c) for W = <paramref name="weight"/>, c = <paramref name="bias"/> and the projection's P, b and x.</summary>
+    static Tensor Composed(Tensor weight, Tensor? bias, LinearProjection projection)
+    {
+        long outputs = weight.shape[0];
         using var scope = NewDisposeScope();
-        var convWeight = conv.weight.view(outputs, middle);
-        var weight = convWeight.mm(projection.Weight.view(middle, -1)).view(outputs, -1, 1, 1);
-        var bias = projection.Bias is null ? conv.bias! : conv.bias! + convWeight.mv(projection.Bias);
-        return Profiled(conv, projection.Source, input => PointwiseConvolution.Forward(weight, bias, input)).MoveToOuterDisposeScope();
+        var rows = weight.reshape(outputs, -1);
+        var composed = rows.mm(projection.Weight.reshape(rows.shape[1], -1)).view(outputs, -1, 1, 1);
+        var composedBias = projection.Bias is null ? bias : bias is null ? rows.mv(projection.Bias) : bias + rows.mv(projection.Bias);
+        return PointwiseConvolution.Forward(composed, composedBias, projection.Source).MoveToOuterDisposeScope();
     }
 
     static bool Mergeable(Conv2d[] convs, Tensor x)

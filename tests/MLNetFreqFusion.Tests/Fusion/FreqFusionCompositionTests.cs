@@ -15,10 +15,12 @@ namespace MLNetFreqFusion.Tests.Fusion;
 public sealed class FreqFusionCompositionTests
 {
     /// <summary>
-    /// An lr mixing M applied before the up-sampling returns M times the up-sampled lr feature: with the heads'
-    /// configuration (four resampling groups, zero padding), without feature resampling (one group), without the
-    /// semi-shift convolution (nearest up-sampling first), with reflect padding, and with two up-sampling groups, which
-    /// each hold two resampling groups (M first) or, without resampling, share the one group (M after the resampling).
+    /// Mixings applied before the up-sampling and the high-pass filter return their 1×1 maps of the up-sampled lr
+    /// feature and of the filtered hr feature, hr being a projection of a narrower map (composed with the hr mixing):
+    /// with the heads' configuration (four resampling groups, zero padding), without feature resampling (one group),
+    /// without the semi-shift convolution (nearest up-sampling first), with reflect padding, and with two up-sampling
+    /// groups, which each hold two resampling groups (lr mixing first, hr mixing after the filter) or, without
+    /// resampling, share the one group (both after).
     /// </summary>
     [TestMethod]
     [DataRow("heads")]
@@ -47,20 +49,29 @@ public sealed class FreqFusionCompositionTests
         }
         using var module = new FreqFusion(options);
         module.to(ScalarType.Float64);
-        var hr = randn(new long[] { 2, 8, 12, 10 }, float64).requires_grad_();
+        // hr is a projection of a narrower map, as the concat head's stages are.
+        using var projection = new Mlp(6, 8);
+        projection.to(ScalarType.Float64);
+        var source = randn(new long[] { 2, 6, 12, 10 }, float64).requires_grad_();
+        var hr = projection.call(source);
         var lr = randn(new long[] { 2, 16, 6, 5 }, float64).requires_grad_();
-        var mixing = randn(new long[] { 5, 16 }, float64).requires_grad_();
+        var lrMixing = randn(new long[] { 5, 16 }, float64).requires_grad_();
+        var hrMixing = randn(new long[] { 5, 8 }, float64).requires_grad_();
         var (_, hrOut, lrOut) = module.call(hr, lr);
-        var expected = PointwiseConvolution.Forward(mixing.view(5, 16, 1, 1), null, lrOut);
-        var (_, composedHr, mixed) = module.CallComposed(hr, lr, hrProjection: null, lrMixing: mixing);
-        CollectionAssert.AreEqual(new long[] { 2, 5, 12, 10 }, mixed.shape, configuration);
-        Assert.IsTrue(mixed.allclose(expected, rtol: 1e-10, atol: 1e-10), $"{configuration}: forward");
-        Assert.IsTrue(composedHr.allclose(hrOut, rtol: 0, atol: 0), $"{configuration}: the hr output is untouched");
-        var upstream = randn_like(expected);
-        var inputs = new[] { hr, lr, mixing }.Concat(module.parameters()).ToArray();
-        var grads = autograd.grad(new[] { mixed }, inputs, new[] { upstream }, allow_unused: true);
-        var expectedGrads = autograd.grad(new[] { expected }, inputs, new[] { upstream }, allow_unused: true);
-        var names = new[] { "hr", "lr", "mixing" }.Concat(module.named_parameters().Select(p => p.name)).ToArray();
+        var expectedLr = PointwiseConvolution.Forward(lrMixing.view(5, 16, 1, 1), null, lrOut);
+        var expectedHr = PointwiseConvolution.Forward(hrMixing.view(5, 8, 1, 1), null, hrOut);
+        var (_, mixedHr, mixedLr) = module.CallComposed(hr, lr, projection.Of(source), lrMixing, hrMixing);
+        CollectionAssert.AreEqual(new long[] { 2, 5, 12, 10 }, mixedLr.shape, configuration);
+        CollectionAssert.AreEqual(new long[] { 2, 5, 12, 10 }, mixedHr.shape, configuration);
+        Assert.IsTrue(mixedLr.allclose(expectedLr, rtol: 1e-10, atol: 1e-10), $"{configuration}: lr forward");
+        Assert.IsTrue(mixedHr.allclose(expectedHr, rtol: 1e-10, atol: 1e-10), $"{configuration}: hr forward");
+        var (lrUpstream, hrUpstream) = (randn_like(expectedLr), randn_like(expectedHr));
+        var inputs = new[] { source, lr, lrMixing, hrMixing }.Concat(projection.parameters()).Concat(module.parameters()).ToArray();
+        // The two graphs share the projection: keep it for the second.
+        var grads = autograd.grad(new[] { mixedLr, mixedHr }, inputs, new[] { lrUpstream, hrUpstream }, retain_graph: true, allow_unused: true);
+        var expectedGrads = autograd.grad(new[] { expectedLr, expectedHr }, inputs, new[] { lrUpstream, hrUpstream }, allow_unused: true);
+        var names = new[] { "source", "lr", "lr mixing", "hr mixing", "projection weight", "projection bias" }
+            .Concat(module.named_parameters().Select(p => p.name)).ToArray();
         for (int i = 0; i < inputs.Length; i++)
         {
             if (expectedGrads[i] is null || expectedGrads[i].IsInvalid)
@@ -77,6 +88,9 @@ public sealed class FreqFusionCompositionTests
         var error = Assert.ThrowsExactly<ArgumentException>(() => module.CallComposed(randn(1, 8, 8, 8), randn(1, 16, 4, 4), null, randn(5, 12)));
         StringAssert.Contains(error.Message, "[5, 12]");
         StringAssert.Contains(error.Message, "16");
+        error = Assert.ThrowsExactly<ArgumentException>(() => module.CallComposed(randn(1, 8, 8, 8), randn(1, 16, 4, 4), null, null, randn(5, 16)));
+        StringAssert.Contains(error.Message, "[5, 16]");
+        StringAssert.Contains(error.Message, "8");
     }
 
     /// <summary>
