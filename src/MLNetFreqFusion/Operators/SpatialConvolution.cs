@@ -109,7 +109,7 @@ internal static class SpatialConvolution
     {
         if (!Composes(conv, projected, projection))
             return Forward(conv, projected);
-        return Profiled(conv, projection.Source, _ => Composed(conv.weight!, conv.bias, projection));
+        return Profiled(conv, projection.Source, source => Composed(conv.weight!, conv.bias, projection with { Source = source }));
     }
 
     /// <summary>

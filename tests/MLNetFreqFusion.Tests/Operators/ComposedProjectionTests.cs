@@ -38,7 +38,7 @@ public sealed class ComposedProjectionTests
             Assert.IsTrue(grads[i].allclose(expectedGrads[i], rtol: 1e-10, atol: 1e-10), $"gradient of the {names[i]}");
     }
 
-    /// <summary>Only a 1×1 convolution with a bias of a projection from fewer channels composes; otherwise the projected map is read.</summary>
+    /// <summary>Only a 1×1 convolution of a projection from fewer channels composes; otherwise the projected map is read.</summary>
     [TestMethod]
     public void OnlyNarrowerSourcesCompose()
     {
