@@ -1,4 +1,5 @@
 using MLNetFreqFusion.Decoders;
+using MLNetFreqFusion.Tests.Operators;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,12 +28,7 @@ public sealed class MlpTests
             var parameters = mlp.parameters().ToArray();
             var expected = nn.functional.linear(input.permute(0, 2, 3, 1), parameters[0], parameters[1]).permute(0, 3, 1, 2);
             Assert.IsTrue(y.allclose(expected, rtol: 1e-12, atol: 1e-12), "forward");
-            var upstream = randn_like(y);
-            var inputs = new[] { input, parameters[0], parameters[1] };
-            var grads = autograd.grad(new[] { y }, inputs, new[] { upstream });
-            var expectedGrads = autograd.grad(new[] { expected }, inputs, new[] { upstream });
-            for (int i = 0; i < inputs.Length; i++)
-                Assert.IsTrue(grads[i].allclose(expectedGrads[i], rtol: 1e-10, atol: 1e-10), $"gradient {i} (input, weight, bias)");
+            GradientAssert.Same([y], [expected], [input, parameters[0], parameters[1]], ["input", "weight", "bias"], rtol: 1e-10, atol: 1e-10, "projection");
         }
     }
 }

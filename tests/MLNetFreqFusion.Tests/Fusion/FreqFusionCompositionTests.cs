@@ -1,6 +1,7 @@
 using MLNetFreqFusion.Decoders;
 using MLNetFreqFusion.Fusion;
 using MLNetFreqFusion.Operators;
+using MLNetFreqFusion.Tests.Operators;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -65,19 +66,11 @@ public sealed class FreqFusionCompositionTests
         CollectionAssert.AreEqual(new long[] { 2, 5, 12, 10 }, mixedHr.shape, configuration);
         Assert.IsTrue(mixedLr.allclose(expectedLr, rtol: 1e-10, atol: 1e-10), $"{configuration}: lr forward");
         Assert.IsTrue(mixedHr.allclose(expectedHr, rtol: 1e-10, atol: 1e-10), $"{configuration}: hr forward");
-        var (lrUpstream, hrUpstream) = (randn_like(expectedLr), randn_like(expectedHr));
         var inputs = new[] { source, lr, lrMixing, hrMixing }.Concat(projection.parameters()).Concat(module.parameters()).ToArray();
-        // The two graphs share the projection: keep it for the second.
-        var grads = autograd.grad(new[] { mixedLr, mixedHr }, inputs, new[] { lrUpstream, hrUpstream }, retain_graph: true, allow_unused: true);
-        var expectedGrads = autograd.grad(new[] { expectedLr, expectedHr }, inputs, new[] { lrUpstream, hrUpstream }, allow_unused: true);
         var names = new[] { "source", "lr", "lr mixing", "hr mixing", "projection weight", "projection bias" }
             .Concat(module.named_parameters().Select(p => p.name)).ToArray();
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            if (expectedGrads[i] is null || expectedGrads[i].IsInvalid)
-                continue;
-            Assert.IsTrue(grads[i].allclose(expectedGrads[i], rtol: 1e-9, atol: 1e-10), $"{configuration}: gradient of {names[i]}");
-        }
+        // The two graphs share the projection; GradientAssert keeps both.
+        GradientAssert.Same([mixedLr, mixedHr], [expectedLr, expectedHr], inputs, names, rtol: 1e-9, atol: 1e-10, configuration);
     }
 
     [TestMethod]
@@ -110,30 +103,23 @@ public sealed class FreqFusionCompositionTests
         head.to(ScalarType.Float64);
         head.train(training);
         var features = stages.Select((c, i) => randn(new long[] { 2, c, 32 >> i, 32 >> i }, float64).requires_grad_()).ToArray();
-        var inputs = features.Concat(head.parameters()).ToArray();
-        (Tensor Output, Tensor[] Grads) Run(bool concatenated)
+        Tensor Run(bool concatenated)
         {
             FreqFusionHead.FuseAfterUpsamplingForBenchmark = concatenated;
             try
             {
-                var output = head.ForwardFeatures(features);
-                var upstream = ones_like(output) + arange(output.numel(), dtype: float64).view(output.shape) / output.numel();
-                return (output, autograd.grad(new[] { output }, inputs, new[] { upstream }, allow_unused: true).ToArray());
+                return head.ForwardFeatures(features);
             }
             finally
             {
                 FreqFusionHead.FuseAfterUpsamplingForBenchmark = false;
             }
         }
-        var (output, grads) = Run(concatenated: false);
-        var (expected, expectedGrads) = Run(concatenated: true);
+        var output = Run(concatenated: false);
+        var expected = Run(concatenated: true);
         Assert.IsTrue(output.allclose(expected, rtol: 1e-9, atol: 1e-10), "forward");
+        var inputs = features.Concat(head.parameters()).ToArray();
         var names = Enumerable.Range(0, features.Length).Select(i => $"feature {i}").Concat(head.named_parameters().Select(p => p.name)).ToArray();
-        for (int i = 0; i < inputs.Length; i++)
-        {
-            if (expectedGrads[i] is null || expectedGrads[i].IsInvalid)
-                continue;
-            Assert.IsTrue(grads[i].allclose(expectedGrads[i], rtol: 1e-8, atol: 1e-9), $"gradient of {names[i]}");
-        }
+        GradientAssert.Same([output], [expected], inputs, names, rtol: 1e-8, atol: 1e-9, $"training={training}");
     }
 }
