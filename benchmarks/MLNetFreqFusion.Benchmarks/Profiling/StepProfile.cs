@@ -328,6 +328,8 @@ static class StepProfile
         ["no-composed-projections"] = on => SpatialConvolution.ComposedProjectionsOffForBenchmark = on,
         // B = the concat head's fuse layer on the concatenated 1/4-scale map instead of its lr part before FreqFusion's up-sampling (§22).
         ["fuse-after-upsampling"] = on => Decoders.FreqFusionHead.FuseAfterUpsamplingForBenchmark = on,
+        // B = the lr mixing's groups up-sampled and resampled as one map of all their channels, then summed (§23).
+        ["all-groups-at-once"] = on => Fusion.FreqFusion.AllGroupsAtOnceForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.
         ["no-merged-convolutions"] = on => SpatialConvolution.MergingOffForBenchmark = on,
         // B = the reference's softmax, window product, sum and quotient instead of one softmax of shifted logits.

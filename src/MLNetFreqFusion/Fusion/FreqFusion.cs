@@ -204,8 +204,10 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     /// M, returns M · that instead, computed as Σ_g resample_g(CARAFE(M_g · lr_g)) over the resampling groups g (M_g
     /// M's columns of group g's channels): CARAFE weighs every channel alike and each group resamples all its channels
     /// at the same positions, so both commute with mixing a group's channels. M_g then multiplies the lr feature at its
-    /// own resolution, a quarter of the pixels, and CARAFE and the resampling carry G·M channels instead of LrChannels
-    /// (at the concat head's last stage 1,024 instead of 768, against 4× fewer products in its fuse layer's largest part).
+    /// own resolution, a quarter of the pixels, against 4× fewer products in the fuse layer's largest part (the concat
+    /// head's last stage). The groups go one at a time, each summed into the result as it is resampled: a map of
+    /// every group's M channels at full resolution (G·M channels, 67 MB at the concat head's last stage for one 512²
+    /// image) is never formed, so no allocation outgrows glibc's heap into fresh, page-faulting mappings.
     /// CARAFE weighs its up-sampling groups differently, so M goes first only when each resampling group lies in one
     /// up-sampling group (their count divides the resampling groups'; always with the heads' single one), and after the
     /// resampling otherwise.
@@ -214,28 +216,56 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     {
         var o = _options;
         int groups = dysampler is null ? 1 : o.FeatureResampleGroup;
-        bool mixFirst = mixing is not null && groups % o.UpGroup == 0;
-        var source = mixFirst ? GroupMixed(lr, mixing!, groups) : lr;
-        var upsampled = o.SemiConv
-            ? Reassemble(source, maskLr, o.LowpassKernel, 2)
-            : Reassemble(Nearest2x(source), maskLr, o.LowpassKernel, 1);
+        if (mixing is not null && groups % o.UpGroup == 0 && AllGroupsAtOnceForBenchmark)
+        {
+            var mixed = cat(Enumerable.Range(0, groups).Select(g => GroupMixed(lr, mixing, g, groups)).ToArray(), 1);
+            var sampled = dysampler is null ? Upsample(mixed, maskLr) : dysampler.call(compressedHr, compressedLr, Upsample(mixed, maskLr));
+            return sampled.view(sampled.shape[0], groups, mixing.shape[0], sampled.shape[2], sampled.shape[3]).sum(1);
+        }
+        if (mixing is not null && groups % o.UpGroup == 0)
+        {
+            var grid = dysampler?.Grid(compressedHr, compressedLr);
+            Tensor? sum = null;
+            for (int g = 0; g < groups; g++)
+            {
+                // Each group's maps are freed before the next group's are made (autograd keeps what its backward needs).
+                using var groupScope = NewDisposeScope();
+                var upsampled = Upsample(GroupMixed(lr, mixing, g, groups), UpGroupKernels(maskLr, g / (groups / o.UpGroup)));
+                var resampled = dysampler is null ? upsampled : dysampler.SampleGroup(upsampled, grid!, g);
+                if (sum is null)
+                    sum = resampled.MoveToOuterDisposeScope();
+                else
+                    sum.add_(resampled);
+            }
+            return sum!;
+        }
+        var lrOut = Upsample(lr, maskLr);
         if (dysampler is not null)
-            upsampled = dysampler.call(compressedHr, compressedLr, upsampled);
-        if (mixing is null)
-            return upsampled;
-        long b = upsampled.shape[0], outputs = mixing.shape[0], height = upsampled.shape[2], width = upsampled.shape[3];
-        return mixFirst
-            ? upsampled.view(b, groups, outputs, height, width).sum(1)
-            : PointwiseConvolution.Forward(mixing.reshape(outputs, -1, 1, 1), null, upsampled);
+            lrOut = dysampler.call(compressedHr, compressedLr, lrOut);
+        return mixing is null ? lrOut : PointwiseConvolution.Forward(mixing.reshape(mixing.shape[0], -1, 1, 1), null, lrOut);
     }
 
-    /// <summary>[B, C, h, w] → [B, G·M, h, w]: group g's channels (a block of C / G) mixed by M's columns of them, group by group.</summary>
-    static Tensor GroupMixed(Tensor x, Tensor mixing, int groups)
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment all-groups-at-once</c> only: the mixed groups up-sampled and resampled as one map of all their channels, then summed.</summary>
+    internal static bool AllGroupsAtOnceForBenchmark { get; set; }
+
+    /// <summary>The ALPF's up-sampling: CARAFE ×2 with the low-pass kernels (or CARAFE ×1 of the nearest-neighbour 2× map without semi-conv).</summary>
+    Tensor Upsample(Tensor x, Tensor maskLr) => _options.SemiConv
+        ? Reassemble(x, maskLr, _options.LowpassKernel, 2)
+        : Reassemble(Nearest2x(x), maskLr, _options.LowpassKernel, 1);
+
+    /// <summary>Up-sampling group <paramref name="upGroup"/>'s low-pass kernels of <paramref name="maskLr"/> [B, UpGroup·k², H, W].</summary>
+    Tensor UpGroupKernels(Tensor maskLr, int upGroup)
     {
-        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = mixing.shape[0], perGroup = c / groups;
-        // [M, G, C/G] → [G, M, C/G], one product per image and group.
-        var rows = mixing.reshape(outputs, groups, perGroup).transpose(0, 1).unsqueeze(0).expand(b, groups, outputs, perGroup).reshape(b * groups, outputs, perGroup);
-        return bmm(rows, x.reshape(b * groups, perGroup, h * w)).view(b, groups * outputs, h, w);
+        int k2 = _options.LowpassKernel * _options.LowpassKernel;
+        return _options.UpGroup == 1 ? maskLr : maskLr.narrow(1, upGroup * k2, k2);
+    }
+
+    /// <summary>[B, C, h, w] → [B, M, h, w]: group <paramref name="group"/>'s channels (a block of C / G) mixed by M's columns of them.</summary>
+    static Tensor GroupMixed(Tensor x, Tensor mixing, int group, int groups)
+    {
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], perGroup = c / groups;
+        var columns = mixing.narrow(1, group * perGroup, perGroup);
+        return matmul(columns, x.narrow(1, group * perGroup, perGroup).reshape(b, perGroup, h * w)).view(b, mixing.shape[0], h, w);
     }
 
     /// <summary>The ALPF and (when there is one) AHPF generators on one feature, as one convolution: they read the same input.</summary>

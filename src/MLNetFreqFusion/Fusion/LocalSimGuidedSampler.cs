@@ -72,7 +72,13 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
     }
 
     /// <summary>Resamples <paramref name="featToSample"/> (2× the size of <paramref name="lrX"/>) guided by the compressed features.</summary>
-    public override Tensor forward(Tensor hrX, Tensor lrX, Tensor featToSample)
+    public override Tensor forward(Tensor hrX, Tensor lrX, Tensor featToSample) => Sample(featToSample, Grid(hrX, lrX));
+
+    /// <summary>
+    /// The sampling positions the compressed features give, in <c>grid_sample</c>'s normalised form:
+    /// [B·groups, 2h, 2w, 2], group-minor, for <see cref="Sample"/> or one group's <see cref="SampleGroup"/>.
+    /// </summary>
+    internal Tensor Grid(Tensor hrX, Tensor lrX)
     {
         var hr = norm_hr is null ? hrX : norm_hr.call(hrX);
         var lr = norm_lr is null ? lrX : norm_lr.call(lrX);
@@ -92,23 +98,22 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             direction = fromLr[0] + nn.functional.pixel_unshuffle(fromHr[0], Scale);
             scope = fromLr[1] + nn.functional.pixel_unshuffle(fromHr[1], Scale);
         }
-        return Sample(featToSample, direction * scope.sigmoid() + init_pos);
+        return PositionsOf(direction * scope.sigmoid() + init_pos);
     }
 
     /// <summary>
-    /// Bilinear, grouped sampling of <paramref name="x"/> at the source-pixel centres plus <paramref name="offsets"/>
-    /// (in source pixels, [B, 2·groups·4, h, w]), each of the four sub-pixel offsets giving one pixel of the 2× output.
+    /// Offsets (in source pixels, [B, 2·groups·4, h, w]) as <c>grid_sample</c> positions: each source-pixel centre plus
+    /// its four sub-pixel offsets gives the four pixels of the 2× output, normalised to [-1, 1] (align_corners = false).
     /// </summary>
-    Tensor Sample(Tensor x, Tensor offsets)
+    Tensor PositionsOf(Tensor offsets)
     {
         long b = offsets.shape[0], h = offsets.shape[2], w = offsets.shape[3];
         var perAxis = offsets.view(b, 2, -1, h, w);
-        var centresX = (arange(w, x.dtype, x.device) + 0.5).view(1, 1, 1, w);
-        var centresY = (arange(h, x.dtype, x.device) + 0.5).view(1, 1, h, 1);
-        // Normalised to the [-1, 1] extent grid_sample uses with align_corners = false.
+        var centresX = (arange(w, offsets.dtype, offsets.device) + 0.5).view(1, 1, 1, w);
+        var centresY = (arange(h, offsets.dtype, offsets.device) + 0.5).view(1, 1, h, 1);
         var gridX = 2 * (centresX + perAxis[.., 0]) / w - 1;
         var gridY = 2 * (centresY + perAxis[.., 1]) / h - 1;
-        var grid = nn.functional.pixel_shuffle(stack(new[] { gridX, gridY }, 1).view(b, -1, h, w), Scale)
+        return nn.functional.pixel_shuffle(stack(new[] { gridX, gridY }, 1).view(b, -1, h, w), Scale)
             .view(b, 2, _groups, Scale * h, Scale * w)
             .permute(0, 2, 3, 4, 1)
             .reshape(b * _groups, Scale * h, Scale * w, 2)
@@ -116,7 +121,25 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
             // huge or NaN offsets would otherwise index outside the input in grid_sample (a native crash in its
             // backward). NaN positions become the centre; the trainer's weight check then reports the divergence.
             .nan_to_num(0.0).clamp(-1.0, 1.0);
-        var grouped = x.reshape(b * _groups, -1, x.shape[2], x.shape[3]);
-        return OperatorProfile.Section("grid_sample", grouped, grid, GridSample.Bilinear).view(b, -1, Scale * h, Scale * w);
+    }
+
+    /// <summary>Bilinear, grouped sampling (border padding) of <paramref name="x"/> [B, C, 2h, 2w] at <see cref="Grid"/>'s positions.</summary>
+    Tensor Sample(Tensor x, Tensor grid)
+    {
+        var grouped = x.reshape(x.shape[0] * _groups, -1, x.shape[2], x.shape[3]);
+        return OperatorProfile.Section("grid_sample", grouped, grid, GridSample.Bilinear).view(x.shape);
+    }
+
+    /// <summary>
+    /// Group <paramref name="group"/>'s sampling alone: <paramref name="x"/> [B, C, 2h, 2w] is sampled, every channel,
+    /// at that group's positions of <paramref name="grid"/> (from <see cref="Grid"/>). For callers that mix a group's
+    /// channels before sampling and sum the groups (<see cref="FreqFusion"/>'s lr mixing), so no map of all the
+    /// groups' mixed channels is ever formed.
+    /// </summary>
+    internal Tensor SampleGroup(Tensor x, Tensor grid, int group)
+    {
+        long b = x.shape[0];
+        var positions = grid.view(b, _groups, grid.shape[1], grid.shape[2], 2).select(1, group).contiguous();
+        return OperatorProfile.Section("grid_sample", x, positions, GridSample.Bilinear);
     }
 }
