@@ -7,7 +7,9 @@ namespace MLNetFreqFusion.Operators;
 /// <summary>
 /// The networks' convolutions run through here, so the choice of formulation is made in one place: batched matrix
 /// products (<see cref="PointwiseConvolution"/>) for 1×1 convolutions (compressors, projections, fuse layers,
-/// classifiers), tap products (<see cref="TapConvolution"/>) for stride-1 convolutions to at most half as many channels
+/// classifiers), register-blocked AVX-512 loops (<see cref="DirectConvolution"/>) for stride-1 convolutions on maps
+/// of whole vectors (in training only those tap products would take, whose gradients they use), tap products
+/// (<see cref="TapConvolution"/>) for stride-1 convolutions to at most half as many channels
 /// (FreqFusion's kernel encoders and offset scopes), bands of output rows (<see cref="BandedConvolution"/>) when ATen's
 /// column buffer would be large, and the module's own forward otherwise; a 1×1 convolution of a narrower map's
 /// projection runs on that map with composed weights. Only MiT's depthwise convolutions and ResNet's
@@ -16,7 +18,7 @@ namespace MLNetFreqFusion.Operators;
 internal static class SpatialConvolution
 {
     /// <summary>How <see cref="Forward(Conv2d, Tensor)"/> computes a convolution.</summary>
-    internal enum Formulation { Module, Pointwise, TapProducts, Bands }
+    internal enum Formulation { Module, Pointwise, Direct, TapProducts, Bands }
 
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-tap-products</c> only, to time the networks without them.</summary>
     internal static bool TapProductsOffForBenchmark { get; set; }
@@ -30,6 +32,7 @@ internal static class SpatialConvolution
     /// <summary>The formulation for a convolution of <paramref name="conv"/>'s geometry to <paramref name="outputs"/> channels.</summary>
     internal static Formulation Choose(Conv2d conv, long outputs, Tensor x) =>
         !PointwiseProductsOffForBenchmark && PointwiseConvolution.Fits(conv, x) ? Formulation.Pointwise
+        : DirectConvolution.Fits(conv, outputs, x) ? Formulation.Direct
         : !TapProductsOffForBenchmark && TapConvolution.Fits(conv, outputs, x) ? Formulation.TapProducts
         : BandedConvolution.Bands(conv, x, BandedConvolution.MaxColumnBytes).Count > 1 ? Formulation.Bands
         : Formulation.Module;
@@ -47,6 +50,7 @@ internal static class SpatialConvolution
         Func<Tensor, Tensor> compute = formulation switch
         {
             Formulation.Pointwise => input => PointwiseConvolution.Forward(conv, input),
+            Formulation.Direct => input => DirectConvolution.Forward(conv, conv.weight!, conv.bias, input),
             Formulation.TapProducts => input => TapConvolution.Forward(conv, input),
             _ => input => BandedConvolution.Forward(conv, input),
         };
@@ -73,6 +77,7 @@ internal static class SpatialConvolution
         Func<Tensor, Tensor> compute = Choose(first, sizes.Sum(), x) switch
         {
             Formulation.Pointwise => input => PointwiseConvolution.Forward(weight, bias, input),
+            Formulation.Direct => input => DirectConvolution.Forward(first, weight, bias, input),
             Formulation.TapProducts => input => TapConvolution.Forward(first, weight, bias, input),
             Formulation.Bands => input => BandedConvolution.Forward(first, weight, bias, input),
             _ => input => nn.functional.conv2d(input, weight, bias, first.stride, first.padding, first.dilation, first.groups),

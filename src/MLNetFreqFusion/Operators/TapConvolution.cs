@@ -56,7 +56,7 @@ internal static class TapConvolution
     /// <summary>A convolution of <paramref name="conv"/>'s geometry with <paramref name="weight"/> and <paramref name="bias"/> by tap products.</summary>
     internal static Tensor Forward(Conv2d conv, Tensor weight, Tensor? bias, Tensor x)
     {
-        var geometry = new Geometry(conv.kernel_size[0], conv.kernel_size[1], conv.padding![0], conv.padding[1], conv.dilation[0], conv.dilation[1]);
+        var geometry = GeometryOf(conv);
         return bias is null
             ? TapFunction.apply(x, weight, geometry)
             : TapFunction.apply(x, weight, geometry, bias);
@@ -66,7 +66,11 @@ internal static class TapConvolution
         x.shape[2] + 2 * conv.padding![0] - conv.dilation[0] * (conv.kernel_size[0] - 1),
         x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1));
 
-    sealed record Geometry(long KernelH, long KernelW, long PadH, long PadW, long DilationH, long DilationW)
+    /// <summary><paramref name="conv"/>'s kernel size, explicit padding and dilation.</summary>
+    internal static Geometry GeometryOf(Conv2d conv) =>
+        new(conv.kernel_size[0], conv.kernel_size[1], conv.padding![0], conv.padding[1], conv.dilation[0], conv.dilation[1]);
+
+    internal sealed record Geometry(long KernelH, long KernelW, long PadH, long PadW, long DilationH, long DilationW)
     {
         public long Taps => KernelH * KernelW;
 
@@ -108,10 +112,7 @@ internal static class TapConvolution
         {
             var (x, weight, g) = ((Tensor)vars[0], (Tensor)vars[1], (Geometry)vars[2]);
             var bias = vars.Length > 3 ? (Tensor)vars[3] : null;
-            ctx.save_for_backward(new List<Tensor> { x, weight });
-            ctx.save_data("geometry", g);
-            ctx.save_data("needs", (x.requires_grad, weight.requires_grad, bias is { requires_grad: true }));
-            ctx.save_data("inputs", vars.Length);
+            SaveForGradients(ctx, x, weight, bias, g, vars.Length);
 
             using var scope = NewDisposeScope();
             long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
@@ -131,42 +132,58 @@ internal static class TapConvolution
             return output.MoveToOuterDisposeScope();
         }
 
-        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => Gradients(ctx, gradOutput);
+    }
+
+    /// <summary>What <see cref="Gradients"/> needs of a forward call: the input and the weight (not the k²-times larger tap planes), the geometry, which inputs want gradients.</summary>
+    internal static void SaveForGradients(autograd.AutogradContext ctx, Tensor x, Tensor weight, Tensor? bias, Geometry g, int inputs)
+    {
+        ctx.save_for_backward(new List<Tensor> { x, weight });
+        ctx.save_data("geometry", g);
+        ctx.save_data("needs", (x.requires_grad, weight.requires_grad, bias is { requires_grad: true }));
+        ctx.save_data("inputs", inputs);
+    }
+
+    /// <summary>
+    /// The gradients of a stride-1 convolution saved by <see cref="SaveForGradients"/>, as tap products: each tap plane's
+    /// gradient is the output gradient shifted back, the input gradient one product with the tap rows, the weight
+    /// gradient one product with the input. Shared by this formulation's forward and <see cref="DirectConvolution"/>'s.
+    /// </summary>
+    internal static List<Tensor> Gradients(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var saved = ctx.get_saved_variables();
+        var (x, weight) = (saved[0], saved[1]);
+        var g = (Geometry)ctx.get_data("geometry");
+        var (needX, needWeight, needBias) = ((bool, bool, bool))ctx.get_data("needs");
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
+        // Each tap plane's gradient is the output gradient shifted back; positions no output read stay zero.
+        Tensor gradPlanes;
+        if (ShiftLoopsOffForBenchmark)
         {
-            var saved = ctx.get_saved_variables();
-            var (x, weight) = (saved[0], saved[1]);
-            var g = (Geometry)ctx.get_data("geometry");
-            var (needX, needWeight, needBias) = ((bool, bool, bool))ctx.get_data("needs");
-            using var scope = NewDisposeScope();
-            long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], outputs = weight.shape[0];
-            // Each tap plane's gradient is the output gradient shifted back; positions no output read stay zero.
-            Tensor gradPlanes;
-            if (ShiftLoopsOffForBenchmark)
-            {
-                gradPlanes = zeros(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
-                foreach (var (tap, o, p) in g.Windows(gradOutput.shape[2], gradOutput.shape[3], h, w))
-                    gradPlanes[.., tap, .., p.Rows, p.Columns].copy_(gradOutput[.., .., o.Rows, o.Columns]);
-            }
-            else
-            {
-                gradPlanes = empty(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
-                TapShiftLoops.ScatterShifted(gradOutput.contiguous(), gradPlanes, g.RowShifts, g.ColumnShifts);
-            }
-            var gradMatrix = gradPlanes.view(b, g.Taps * outputs, h * w);
-            Tensor? gradX = needX ? matmul(TapRows(weight).t(), gradMatrix).view(b, c, h, w) : null;
-            Tensor? gradWeight = null;
-            if (needWeight)
-            {
-                using var perImage = bmm(gradMatrix, x.reshape(b, c, h * w).transpose(1, 2));
-                gradWeight = perImage.sum(new long[] { 0 }).view(g.KernelH, g.KernelW, outputs, c).permute(2, 3, 0, 1).contiguous();
-            }
-            Tensor? gradBias = needBias ? gradOutput.sum(new long[] { 0, 2, 3 }) : null;
-            saved.ForEach(t => t.Dispose());
-            // One gradient per input of apply: x, weight, the geometry and, when there is one, the bias.
-            var grads = new List<Tensor> { gradX?.MoveToOuterDisposeScope()!, gradWeight?.MoveToOuterDisposeScope()!, null! };
-            if ((int)ctx.get_data("inputs") > 3)
-                grads.Add(gradBias?.MoveToOuterDisposeScope()!);
-            return grads;
+            gradPlanes = zeros(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
+            foreach (var (tap, o, p) in g.Windows(gradOutput.shape[2], gradOutput.shape[3], h, w))
+                gradPlanes[.., tap, .., p.Rows, p.Columns].copy_(gradOutput[.., .., o.Rows, o.Columns]);
         }
+        else
+        {
+            gradPlanes = empty(new[] { b, g.Taps, outputs, h, w }, dtype: gradOutput.dtype, device: gradOutput.device);
+            TapShiftLoops.ScatterShifted(gradOutput.contiguous(), gradPlanes, g.RowShifts, g.ColumnShifts);
+        }
+        var gradMatrix = gradPlanes.view(b, g.Taps * outputs, h * w);
+        Tensor? gradX = needX ? matmul(TapRows(weight).t(), gradMatrix).view(b, c, h, w) : null;
+        Tensor? gradWeight = null;
+        if (needWeight)
+        {
+            using var perImage = bmm(gradMatrix, x.reshape(b, c, h * w).transpose(1, 2));
+            gradWeight = perImage.sum(new long[] { 0 }).view(g.KernelH, g.KernelW, outputs, c).permute(2, 3, 0, 1).contiguous();
+        }
+        Tensor? gradBias = needBias ? gradOutput.sum(new long[] { 0, 2, 3 }) : null;
+        saved.ForEach(t => t.Dispose());
+        // One gradient per input of apply: x, weight, the geometry and, when there is one, the bias.
+        var grads = new List<Tensor> { gradX?.MoveToOuterDisposeScope()!, gradWeight?.MoveToOuterDisposeScope()!, null! };
+        if ((int)ctx.get_data("inputs") > 3)
+            grads.Add(gradBias?.MoveToOuterDisposeScope()!);
+        return grads;
     }
 }
