@@ -328,6 +328,10 @@ static class StepProfile
         ["no-composed-projections"] = on => SpatialConvolution.ComposedProjectionsOffForBenchmark = on,
         // B = the concat head's fuse layer on the concatenated 1/4-scale map instead of its lr part before FreqFusion's up-sampling (§22).
         ["fuse-after-upsampling"] = on => Decoders.FreqFusionHead.FuseAfterUpsamplingForBenchmark = on,
+        // B = stride-1 convolutions back on tap products, bands or ATen instead of the direct AVX-512 loops (§23).
+        ["no-direct-convolutions"] = on => DirectConvolution.OffForBenchmark = on,
+        // B = FreqFusion's high-pass filter as CARAFE ×1 then a subtraction and an addition instead of one pass (§23).
+        ["high-pass-after"] = on => Carafe.HighPassAfterForBenchmark = on,
         // B = the lr mixing's groups up-sampled and resampled as one map of all their channels, then summed (§23).
         ["all-groups-at-once"] = on => Fusion.FreqFusion.AllGroupsAtOnceForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.

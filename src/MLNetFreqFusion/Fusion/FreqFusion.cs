@@ -148,7 +148,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
             // predicted at low resolution instead of repeating them.
             var highpassFromHr = SpatialConvolution.Forward(content_encoder2!, compressedHr);
             var initialHighpass = KernelNormalizer.Normalize(highpassFromHr, kh, hamming_highpass);
-            compressedHr = compressedHr + compressedHr - Reassemble(compressedHr, initialHighpass, kh, 1);
+            compressedHr = Carafe.HighPass(compressedHr, initialHighpass, kh, 2, o.CarafePadding);
 
             var lowpassFromHr = SpatialConvolution.Forward(content_encoder, compressedHr);
             var initialLowpass = KernelNormalizer.Normalize(lowpassFromHr, kl, hamming_lowpass);
@@ -185,8 +185,8 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         if (maskHr is not null)
         {
             var highpassKernels = KernelNormalizer.Normalize(maskHr, kh, hamming_highpass);
-            var highFrequencies = filtered - Reassemble(filtered, highpassKernels, kh, 1);
-            hrOut = o.HrResidual ? highFrequencies + filtered : highFrequencies;
+            // The high frequencies x − CARAFE(x), plus x again with hr_residual.
+            hrOut = Carafe.HighPass(filtered, highpassKernels, kh, o.HrResidual ? 2 : 1, o.CarafePadding);
         }
         else
         {

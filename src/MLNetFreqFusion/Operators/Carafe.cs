@@ -38,7 +38,28 @@ internal static class Carafe
         return OperatorProfile.Section(upFactor == 1 ? "CARAFE ×1" : "CARAFE ×2", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }
 
-    sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding, long BlockBytes)
+    /// <summary>
+    /// FreqFusion's high-pass filter in one operator: <paramref name="residual"/> · x − CARAFE ×1(x) (the AHPF's
+    /// complement of its low-pass kernels, plus x once more with <c>hr_residual</c>: residual 2, else 1). On the loops
+    /// the centre term is added as each output is stored, which saves the two passes over the map (and their autograd
+    /// nodes) a subtraction and an addition after <see cref="Lean"/> took; elsewhere it is that, computed after.
+    /// </summary>
+    public static Tensor HighPass(Tensor x, Tensor kernels, int kernelSize, float residual, CarafePadding padding)
+    {
+        var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, 1, padding);
+        if (residual == 0 || HighPassAfterForBenchmark)
+        {
+            var lowPass = Lean(x, kernels, kernelSize, 1, padding);
+            return residual == 0 ? lowPass.neg() : residual * x - lowPass;
+        }
+        var geometry = new Geometry(b, c, h, w, groups, kernelSize, 1, padding, GemmBlockBytes, residual);
+        return OperatorProfile.Section("CARAFE ×1", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
+    }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment high-pass-after</c> only: <see cref="HighPass"/> as CARAFE ×1 and two element-wise passes.</summary>
+    internal static bool HighPassAfterForBenchmark { get; set; }
+
+    sealed record Geometry(long B, long C, long H, long W, long Groups, int K, int Up, CarafePadding Padding, long BlockBytes, float Residual = 0)
     {
         public long ChannelsPerGroup => C / Groups;
         public long Phases => (long)Up * Up;
@@ -57,9 +78,14 @@ internal static class Carafe
             ctx.save_data("geometry", geometry);
             ctx.save_data("needs", (x.requires_grad, kernels.requires_grad));
             if (!CarafeLoops.Fits(x, kernels, geometry.Up))
-                return geometry.Up == 1 ? LeanForward(x, kernels, geometry) : GemmForward(x, kernels, geometry);
+            {
+                if (geometry.Up != 1)
+                    return GemmForward(x, kernels, geometry);
+                var lowPass = LeanForward(x, kernels, geometry);
+                return geometry.Residual == 0 ? lowPass : lowPass.neg_().add_(x, geometry.Residual);
+            }
             using var padded = Pad(x, geometry.Pad, geometry.Padding);
-            return CarafeLoops.Reassemble(padded, kernels, geometry.K, geometry.Up);
+            return CarafeLoops.Reassemble(padded, kernels, geometry.K, geometry.Up, geometry.Residual);
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -71,6 +97,12 @@ internal static class Carafe
                 : geometry.Up == 1 ? LeanBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels)
                 : GemmBackward(saved[0], saved[1], gradOutput, geometry, needX, needKernels);
             saved.ForEach(t => t.Dispose());
+            if (geometry.Residual != 0)
+            {
+                // d(r·x − CARAFE(x)) = r·g − CARAFE's gradients.
+                gradX = gradX?.neg_().add_(gradOutput, geometry.Residual);
+                gradKernels = gradKernels?.neg_();
+            }
             return new List<Tensor> { gradX!, gradKernels!, null! };
         }
     }

@@ -41,9 +41,10 @@ internal static unsafe class CarafeLoops
     /// <summary>
     /// Where a weighted window sum reads, for output pixel (y, x) and tap (i, j): the weight plane of tap i·k + j at
     /// (y + WeightOffset + WeightStep·i, x + WeightOffset + WeightStep·j) and the source at
-    /// (y + SourceOffset + SourceStep·i, x + SourceOffset + SourceStep·j).
+    /// (y + SourceOffset + SourceStep·i, x + SourceOffset + SourceStep·j). With a <c>Residual</c> r other than 0 (the ×1
+    /// forward only) the output is r · the source at the window's centre − the sum: FreqFusion's high-pass filter.
     /// </summary>
-    readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep);
+    readonly record struct Walk(int WeightOffset, int WeightStep, int SourceOffset, int SourceStep, float Residual = 0);
 
     /// <summary>
     /// Element strides of a map of kernels (N = G·k²·phases maps, each tap's phases adjacent) between its rows, taps,
@@ -73,10 +74,13 @@ internal static unsafe class CarafeLoops
 
     /// <summary>
     /// The forward pass: <paramref name="padded"/> [B, C, h + 2p, w + 2p] reassembled by <paramref name="kernels"/>
-    /// [B, G·k², up·h, up·w] into [B, C, up·h, up·w].
+    /// [B, G·k², up·h, up·w] into [B, C, up·h, up·w]; with a <paramref name="residual"/> r ≠ 0 (up 1 only),
+    /// r · x − that, in the same pass.
     /// </summary>
-    public static Tensor Reassemble(Tensor padded, Tensor kernels, int k, int up)
+    public static Tensor Reassemble(Tensor padded, Tensor kernels, int k, int up, float residual = 0)
     {
+        if (residual != 0 && up != 1)
+            throw new ArgumentOutOfRangeException(nameof(residual), residual, "The residual form is a high-pass filter: up factor 1 only.");
         using var scope = NewDisposeScope();
         var source = padded.contiguous();
         long b = padded.shape[0], c = padded.shape[1], h = kernels.shape[2] / up, w = kernels.shape[3] / up;
@@ -95,7 +99,7 @@ internal static unsafe class CarafeLoops
             return output.MoveToOuterDisposeScope();
         }
         // out[y, x] = Σ_ij kernel_ij[y, x] · padded[y + i, x + j]
-        WeightedWindows(kernels.contiguous(), source, output, k, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1));
+        WeightedWindows(kernels.contiguous(), source, output, k, new Walk(WeightOffset: 0, WeightStep: 0, SourceOffset: 0, SourceStep: 1, residual));
         return output.MoveToOuterDisposeScope();
     }
 
@@ -286,6 +290,16 @@ internal static unsafe class CarafeLoops
                     }
                 }
                 float* to = output + (long)y * d.W + x;
+                if (walk.Residual != 0)
+                {
+                    // The forward's residual form: residual · centre − the weighted sum.
+                    var scale = Vector256.Create(walk.Residual);
+                    float* centre = source + (long)(y + k / 2) * d.SourceW + x + k / 2;
+                    a0 = Fma.MultiplySubtract(scale, Avx.LoadVector256(centre), a0);
+                    a1 = Fma.MultiplySubtract(scale, Avx.LoadVector256(centre + sc), a1);
+                    a2 = Fma.MultiplySubtract(scale, Avx.LoadVector256(centre + 2 * sc), a2);
+                    a3 = Fma.MultiplySubtract(scale, Avx.LoadVector256(centre + 3 * sc), a3);
+                }
                 Avx.Store(to, a0);
                 Avx.Store(to + oc, a1);
                 Avx.Store(to + 2 * oc, a2);
@@ -374,6 +388,8 @@ internal static unsafe class CarafeLoops
                     for (int j = 0; j < k; j++)
                         sum = Fma.MultiplyAdd(Avx.LoadVector256(weightRow + j * tap + walk.WeightStep * j), Avx.LoadVector256(sourceRow + walk.SourceStep * j), sum);
                 }
+                if (walk.Residual != 0)
+                    sum = Fma.MultiplySubtract(Vector256.Create(walk.Residual), Avx.LoadVector256(source + (long)(y + k / 2) * d.SourceW + x + k / 2), sum);
                 Avx.Store(output + (long)y * d.W + x, sum);
             }
         }

@@ -63,6 +63,38 @@ public sealed class CarafeLoopsTests
         Assert.AreEqual(72, cases);
     }
 
+    /// <summary>
+    /// FreqFusion's high-pass filter in one operator, r·x − CARAFE ×1(x), forward and both gradients against the
+    /// unfold formulation in float64: residual 2 (hr_residual) and 1, both paddings, kernel sizes 3 and 5, one and two
+    /// groups, widths of whole and partial vectors (the overlapping last vector stores the residual twice), channel
+    /// counts with a remainder after blocks of 4; and in float64, where the loops do not run.
+    /// </summary>
+    [TestMethod]
+    public void HighPassInOnePassEqualsResidualMinusTheUnfoldCarafe()
+    {
+        manual_seed(12);
+        int cases = 0;
+        foreach (float residual in new[] { 2f, 1f })
+        foreach (var padding in new[] { CarafePadding.Zeros, CarafePadding.Reflect })
+        foreach (var (k, groups, c, w) in new[] { (3, 1, 7, 8), (3, 2, 10, 13), (5, 1, 5, 21) })
+        foreach (var dtype in new[] { float32, float64 })
+        {
+            using var scope = NewDisposeScope();
+            var x = randn(new long[] { 2, c, 9, w }, dtype);
+            var kernels = rand(new long[] { 2, groups * k * k, 9, w }, dtype);
+            var cotangent = randn(new long[] { 2, c, 9, w }, dtype);
+            string what = $"residual {residual} {padding} k={k} groups={groups} c={c} w={w} {dtype}";
+            var (output, gradX, gradKernels) = WithGradients(x, kernels, cotangent, (a, m) => Carafe.HighPass(a, m, k, residual, padding));
+            var (expected, expectedGradX, expectedGradKernels) = WithGradients(x.to(float64), kernels.to(float64), cotangent.to(float64),
+                (a, m) => residual * a - Carafe.Unfold(a, m, k, 1, padding));
+            AssertClose(expected, output.to(float32), $"{what}: forward");
+            AssertClose(expectedGradX, gradX.to(float32), $"{what}: d/dx");
+            AssertClose(expectedGradKernels, gradKernels.to(float32), $"{what}: d/dkernels");
+            cases++;
+        }
+        Assert.AreEqual(24, cases);
+    }
+
     /// <summary>The loops' pieces alone, so a wrong one fails here even if the dispatch in <see cref="Carafe"/> stopped reaching it.</summary>
     [TestMethod]
     [DataRow(1)]
