@@ -10,8 +10,9 @@ namespace MLNetFreqFusion.Operators;
 
 /// <summary>
 /// A stride-1 convolution as register-blocked loops: each task keeps 4 output channels × 4 vectors of 16 output
-/// pixels (a row of 64, or 2 rows of 32, or 4 of 16) in 16 AVX-512 registers, and adds every input channel's k² taps
-/// into them straight from a zero-padded copy of the input, one broadcast weight and one load per product group.
+/// pixels (a row of 64, or 2 rows of 32, or 4 of 16) in 16 AVX-512 registers, or on AVX2 hosts 4 × 2 vectors of 8 in
+/// 8 of its 16, and adds every input channel's k² taps into them straight from a zero-padded copy of the input, one
+/// broadcast weight and one load per product group.
 /// Nothing the size of the output times k² is written: tap products write k²·out planes and sum them, ATen's
 /// im2col writes in·k² columns; both are memory passes on maps too small to keep a matrix product busy. FreqFusion's
 /// kernel encoders and offset convolutions at the module's small stages map 32–104 channels to 9–64 on 16²–64² maps,
@@ -22,27 +23,44 @@ namespace MLNetFreqFusion.Operators;
 /// </summary>
 internal static unsafe class DirectConvolution
 {
-    const int Lanes = 16, Vectors = 4, Outputs = 4;
+    const int Outputs = 4;
 
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-direct-convolutions</c> and by tests only: tap products, bands or ATen instead.</summary>
     internal static bool OffForBenchmark { get; set; }
 
+    /// <summary>Set by tests and the benchmarks only: the AVX2 loops on an AVX-512 host, as an AVX2 host runs them.</summary>
+    internal static bool Avx2ForTests { get; set; }
+
+    /// <summary>
+    /// A task's register block: <see cref="Outputs"/> output channels × <c>Vectors</c> vectors of <c>Lanes</c> pixels.
+    /// AVX-512 has 32 registers: 16 accumulators of 16 lanes (64 pixels); AVX2 has 16: 8 accumulators of 8 lanes (16
+    /// pixels), with room for the loaded vectors and the broadcast weight.
+    /// </summary>
+    readonly record struct Kernel(int Lanes, int Vectors)
+    {
+        public int Pixels => Lanes * Vectors;
+
+        public static Kernel? OfHost => Avx512F.IsSupported && !Avx2ForTests ? new Kernel(16, 4)
+            : Avx2.IsSupported && Fma.IsSupported ? new Kernel(8, 2)
+            : null;
+    }
+
     /// <summary>
     /// Whether the loops compute <paramref name="conv"/> (to <paramref name="outputs"/> channels) on <paramref name="x"/>:
-    /// AVX-512 (elsewhere tap products, bands or ATen compute it as before), a float32 CPU input, a spatial stride-1 ungrouped convolution with
+    /// AVX-512, or AVX2 with FMA (elsewhere tap products, bands or ATen compute it as before), a float32 CPU input, a spatial stride-1 ungrouped convolution with
     /// explicit zero padding, output rows that fill whole vectors (<see cref="Layout"/>), and, where autograd will want
     /// gradients, a convolution tap products compute (their gradients are the ones used).
     /// </summary>
     public static bool Fits(Conv2d conv, long outputs, Tensor x)
     {
-        if (OffForBenchmark || !Avx512F.IsSupported || conv.weight is null || x.dim() != 4
+        if (OffForBenchmark || Kernel.OfHost is not Kernel kernel || conv.weight is null || x.dim() != 4
             || x.dtype != ScalarType.Float32 || conv.weight.dtype != ScalarType.Float32 || x.device_type != DeviceType.CPU
             || conv.groups != 1 || conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 }
             || conv.stride[0] != 1 || conv.stride[1] != 1 || conv.kernel_size[0] * conv.kernel_size[1] == 1 || x.shape[1] != conv.weight.shape[1])
             return false;
         long outH = x.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1);
         long outW = x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1);
-        if (outH < 1 || Layout.Of(outW) is null)
+        if (outH < 1 || Layout.Of(outW, kernel) is null)
             return false;
         bool gradients = is_grad_enabled() && (x.requires_grad || conv.weight.requires_grad || conv.bias is { requires_grad: true });
         return !gradients || TapConvolution.Fits(conv, outputs, x);
@@ -59,20 +77,18 @@ internal static unsafe class DirectConvolution
     }
 
     /// <summary>
-    /// How output rows of <c>outW</c> pixels fill a task's 4 vectors: 4 rows of 16, 2 rows of 32, or a row of 64 (or
-    /// several tasks a row of a multiple of 64); null for other widths. Rows that leave lanes empty lost to tap
-    /// products (24 of 32 lanes at 96² batch 8: 0.73×, docs/benchmarks.md §23), and the maps of 512² images and of the
-    /// module's stages are all powers of two.
+    /// How output rows of <c>outW</c> pixels fill a task's vectors: a task a row of the kernel's pixels, several tasks a
+    /// row of a multiple of them, or several rows a task whose vectors each row fills (AVX-512: 4 rows of 16 or 2 of
+    /// 32; AVX2: 2 rows of 8); null for other widths. Rows that leave lanes empty lost to tap products (24 of 32 lanes
+    /// at 96² batch 8: 0.73×, docs/benchmarks.md §23), and the maps of 512² images and of the module's stages are all
+    /// powers of two.
     /// </summary>
     readonly record struct Layout(int RowsPerTask, int TasksPerRow)
     {
-        public static Layout? Of(long outW) => outW switch
-        {
-            Lanes => new Layout(Vectors, 1),
-            2 * Lanes => new Layout(Vectors / 2, 1),
-            _ when outW > 0 && outW % (Vectors * Lanes) == 0 && outW / (Vectors * Lanes) <= int.MaxValue => new Layout(1, (int)(outW / (Vectors * Lanes))),
-            _ => null,
-        };
+        public static Layout? Of(long outW, Kernel kernel) =>
+            outW > 0 && outW % kernel.Pixels == 0 && outW / kernel.Pixels <= int.MaxValue ? new Layout(1, (int)(outW / kernel.Pixels))
+            : outW > 0 && outW % kernel.Lanes == 0 && kernel.Pixels % outW == 0 ? new Layout((int)(kernel.Pixels / outW), 1)
+            : null;
     }
 
     static Tensor Compute(Tensor input, Tensor weight, Tensor? bias, TapConvolution.Geometry g)
@@ -81,8 +97,10 @@ internal static unsafe class DirectConvolution
         int b = (int)input.shape[0], c = (int)input.shape[1], h = (int)input.shape[2], w = (int)input.shape[3], o = (int)weight.shape[0];
         int kh = (int)g.KernelH, kw = (int)g.KernelW, dy = (int)g.DilationH, dx = (int)g.DilationW, padH = (int)g.PadH, padW = (int)g.PadW;
         int outH = h + 2 * padH - dy * (kh - 1), outW = w + 2 * padW - dx * (kw - 1);
-        var layout = Layout.Of(outW)!.Value;
-        int rowsPerTask = layout.RowsPerTask, vectorsPerRow = outW / Lanes;
+        var kernel = Kernel.OfHost!.Value;
+        var layout = Layout.Of(outW, kernel)!.Value;
+        int lanes = kernel.Lanes, vectors = kernel.Vectors;
+        int rowsPerTask = layout.RowsPerTask, vectorsPerRow = outW / lanes;
         int rowGroups = (outH + rowsPerTask - 1) / rowsPerTask, height = rowGroups * rowsPerTask;
         // Zero rim, and zero rows below for a last row group past the map's end.
         int paddedW = w + 2 * padW, paddedH = height + dy * (kh - 1);
@@ -101,36 +119,39 @@ internal static unsafe class DirectConvolution
             for (int j = 0; j < kw; j++)
                 tapOffsets[i * kw + j] = i * dy * paddedW + j * dx;
         int tasksPerRowGroup = layout.TasksPerRow, tasks = b * rowGroups * tasksPerRowGroup * blocks;
+        BlockFunction block = lanes == 16 ? Block512 : Block256;
         // Output blocks vary fastest, so consecutive tasks read the same input rows while they are in cache.
         OpenMpTeam.For(tasks, get_num_threads(), task =>
         {
-            int block = task % blocks, rest = task / blocks;
+            int outputBlock = task % blocks, rest = task / blocks;
             int part = rest % tasksPerRowGroup, rowGroup = rest / tasksPerRowGroup % rowGroups, image = rest / tasksPerRowGroup / rowGroups;
             var vectorsAt = new Vectors4();
-            for (int v = 0; v < Vectors; v++)
+            for (int v = 0; v < vectors; v++)
             {
                 int row = rowsPerTask > 1 ? rowGroup * rowsPerTask + v / vectorsPerRow : rowGroup;
-                int column = rowsPerTask > 1 ? v % vectorsPerRow * Lanes : (part * Vectors + v) * Lanes;
+                int column = rowsPerTask > 1 ? v % vectorsPerRow * lanes : (part * vectors + v) * lanes;
                 vectorsAt[v] = (row * paddedW + column, row * outW + column);
             }
             fixed (int* tapAt = tapOffsets)
-                Block(source + (long)image * c * inPlane, inPlane, c, kh * kw, tapAt,
-                    taps + block * Outputs * weightsPerOutput, weightsPerOutput, offsets + block * Outputs,
-                    target + ((long)image * paddedO + block * Outputs) * outPlane, outPlane, vectorsAt);
+                block(source + (long)image * c * inPlane, inPlane, c, kh * kw, tapAt,
+                    taps + outputBlock * Outputs * weightsPerOutput, weightsPerOutput, offsets + outputBlock * Outputs,
+                    target + ((long)image * paddedO + outputBlock * Outputs) * outPlane, outPlane, vectorsAt);
         });
         var result = exact ? output : output.narrow(1, 0, o).narrow(2, 0, outH).contiguous();
         return result.MoveToOuterDisposeScope();
     }
 
-    [InlineArray(Vectors)]
+    [InlineArray(4)]
     struct Vectors4
     {
         (int Input, int Output) _element;
     }
 
-    /// <summary>Four output channels at four vectors of output pixels: input offsets and output offsets in <paramref name="at"/>.</summary>
+    delegate void BlockFunction(float* x, long inPlane, int channels, int taps, int* tapAt, float* w, long wStride, float* bias, float* y, long outPlane, Vectors4 at);
+
+    /// <summary>Four output channels at four vectors of 16 output pixels: input offsets and output offsets in <paramref name="at"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Block(float* x, long inPlane, int channels, int taps, int* tapAt, float* w, long wStride, float* bias, float* y, long outPlane, Vectors4 at)
+    static void Block512(float* x, long inPlane, int channels, int taps, int* tapAt, float* w, long wStride, float* bias, float* y, long outPlane, Vectors4 at)
     {
         var a00 = Vector512.Create(bias[0]); var a01 = a00; var a02 = a00; var a03 = a00;
         var a10 = Vector512.Create(bias[1]); var a11 = a10; var a12 = a10; var a13 = a10;
@@ -170,6 +191,44 @@ internal static unsafe class DirectConvolution
         a20.Store(y + o0); a21.Store(y + o1); a22.Store(y + o2); a23.Store(y + o3);
         y += outPlane;
         a30.Store(y + o0); a31.Store(y + o1); a32.Store(y + o2); a33.Store(y + o3);
+    }
+
+    /// <summary>Four output channels at two vectors of 8 output pixels (AVX2's 16 registers: 8 accumulators, 2 loads, a broadcast).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Block256(float* x, long inPlane, int channels, int taps, int* tapAt, float* w, long wStride, float* bias, float* y, long outPlane, Vectors4 at)
+    {
+        var a00 = Vector256.Create(bias[0]); var a01 = a00;
+        var a10 = Vector256.Create(bias[1]); var a11 = a10;
+        var a20 = Vector256.Create(bias[2]); var a21 = a20;
+        var a30 = Vector256.Create(bias[3]); var a31 = a30;
+        int i0 = at[0].Input, i1 = at[1].Input;
+        for (int c = 0; c < channels; c++)
+        {
+            float* plane = x + c * inPlane;
+            float* w0 = w + c * taps, w1 = w0 + wStride, w2 = w1 + wStride, w3 = w2 + wStride;
+            for (int t = 0; t < taps; t++)
+            {
+                float* p = plane + tapAt[t];
+                var x0 = Avx.LoadVector256(p + i0);
+                var x1 = Avx.LoadVector256(p + i1);
+                var b0 = Vector256.Create(w0[t]);
+                a00 = Fma.MultiplyAdd(x0, b0, a00); a01 = Fma.MultiplyAdd(x1, b0, a01);
+                var b1 = Vector256.Create(w1[t]);
+                a10 = Fma.MultiplyAdd(x0, b1, a10); a11 = Fma.MultiplyAdd(x1, b1, a11);
+                var b2 = Vector256.Create(w2[t]);
+                a20 = Fma.MultiplyAdd(x0, b2, a20); a21 = Fma.MultiplyAdd(x1, b2, a21);
+                var b3 = Vector256.Create(w3[t]);
+                a30 = Fma.MultiplyAdd(x0, b3, a30); a31 = Fma.MultiplyAdd(x1, b3, a31);
+            }
+        }
+        int o0 = at[0].Output, o1 = at[1].Output;
+        Avx.Store(y + o0, a00); Avx.Store(y + o1, a01);
+        y += outPlane;
+        Avx.Store(y + o0, a10); Avx.Store(y + o1, a11);
+        y += outPlane;
+        Avx.Store(y + o0, a20); Avx.Store(y + o1, a21);
+        y += outPlane;
+        Avx.Store(y + o0, a30); Avx.Store(y + o1, a31);
     }
 
     /// <summary>Autograd wrapper: the loops forward, tap products' gradients backward; saves only the input and the weight.</summary>

@@ -7,7 +7,7 @@ namespace MLNetFreqFusion.Operators;
 /// <summary>
 /// The networks' convolutions run through here, so the choice of formulation is made in one place: batched matrix
 /// products (<see cref="PointwiseConvolution"/>) for 1×1 convolutions (compressors, projections, fuse layers,
-/// classifiers), register-blocked AVX-512 loops (<see cref="DirectConvolution"/>) for stride-1 convolutions on maps
+/// classifiers), register-blocked AVX-512 or AVX2 loops (<see cref="DirectConvolution"/>) for stride-1 convolutions on maps
 /// of whole vectors (in training only those tap products would take, whose gradients they use), tap products
 /// (<see cref="TapConvolution"/>) for stride-1 convolutions to at most half as many channels
 /// (FreqFusion's kernel encoders and offset scopes), bands of output rows (<see cref="BandedConvolution"/>) when ATen's

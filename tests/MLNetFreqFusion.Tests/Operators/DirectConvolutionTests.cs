@@ -7,26 +7,50 @@ namespace MLNetFreqFusion.Tests.Operators;
 [TestClass]
 public sealed class DirectConvolutionTests
 {
-    static void RequireAvx512()
+    static void RequireLoops()
     {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+            Assert.Inconclusive("The direct convolution loops need AVX2 and FMA; this host computes these convolutions as before.");
+    }
+
+    /// <summary>Runs <paramref name="check"/> with the host's loops and, on an AVX-512 host, with the AVX2 loops as well.</summary>
+    static void ForEachKernel(Action<string> check)
+    {
+        check(Avx512F.IsSupported ? "AVX-512" : "AVX2");
         if (!Avx512F.IsSupported)
-            Assert.Inconclusive("The direct convolution loops run on AVX-512 hosts only; this host computes these convolutions as before.");
+            return;
+        DirectConvolution.Avx2ForTests = true;
+        try
+        {
+            check("AVX2");
+        }
+        finally
+        {
+            DirectConvolution.Avx2ForTests = false;
+        }
     }
 
     /// <summary>
-    /// The loops must equal ATen's convolution for every way rows fill a task's vectors (a row of 64, two tasks a row
-    /// of 128, two rows of 32 and four rows of 16 per task, with a last row group past the map's end),
+    /// The loops (AVX-512's and AVX2's) must equal ATen's convolution for every way rows fill a task's vectors (AVX-512:
+    /// a row of 64, two tasks a row of 128, two rows of 32 and four rows of 16 per task; AVX2: tasks of 16 pixels and
+    /// two rows of 8; with a last row group past the map's end),
     /// output channels that are and are not a multiple of the 4 a task computes, kernels of 3 and 5, dilation,
     /// padding narrower than the kernel's reach, no bias, and batches: float32, to a few ulps of the sums.
     /// </summary>
     [TestMethod]
     public void TheLoopsEqualAtenForEveryRowLayoutAndGeometry()
     {
-        RequireAvx512();
+        RequireLoops();
+        ForEachKernel(EqualAten);
+    }
+
+    static void EqualAten(string kernel)
+    {
         manual_seed(7);
         int cases = 0;
         foreach (var (b, cin, cout, h, w, k, dilation, pad, bias) in new[]
         {
+            (2, 5, 6, 11, 8, 3, 1, 1, true),
             (1, 32, 25, 64, 64, 3, 1, 1, true), (2, 40, 16, 33, 64, 3, 1, 1, true), (1, 32, 34, 31, 32, 3, 1, 1, false),
             (3, 17, 9, 15, 16, 3, 1, 1, true), (1, 8, 4, 19, 128, 5, 1, 2, true), (2, 12, 7, 21, 64, 3, 2, 2, true),
             (1, 6, 5, 18, 18, 3, 1, 0, true), (1, 104, 34, 16, 16, 3, 1, 1, true), (2, 9, 3, 64, 128, 3, 1, 1, false),
@@ -35,9 +59,13 @@ public sealed class DirectConvolutionTests
             using var scope = NewDisposeScope();
             using var conv = nn.Conv2d(cin, cout, k, padding: pad, dilation: dilation, bias: bias);
             var x = randn(b, cin, h, w);
-            string what = $"x [{b}, {cin}, {h}, {w}] → {cout}, kernel {k}, dilation {dilation}, padding {pad}, bias {bias}";
+            string what = $"{kernel}: x [{b}, {cin}, {h}, {w}] → {cout}, kernel {k}, dilation {dilation}, padding {pad}, bias {bias}";
             using var noGrad = no_grad();
-            Assert.IsTrue(DirectConvolution.Fits(conv, cout, x), what);
+            // Rows of 8 fill AVX2's vectors, not AVX-512's.
+            bool fits = w != 8 || kernel == "AVX2";
+            Assert.AreEqual(fits, DirectConvolution.Fits(conv, cout, x), what);
+            if (!fits)
+                continue;
             var direct = DirectConvolution.Forward(conv, conv.weight!, conv.bias, x);
             var expected = conv.call(x);
             CollectionAssert.AreEqual(expected.shape, direct.shape, what);
@@ -45,7 +73,7 @@ public sealed class DirectConvolutionTests
             Assert.IsTrue(direct.allclose(expected, rtol: 1e-5, atol: 1e-6 * scale), $"{what}: largest difference {(direct - expected).abs().max().item<float>()} of {scale}");
             cases++;
         }
-        Assert.AreEqual(9, cases);
+        Assert.AreEqual(kernel == "AVX2" ? 10 : 9, cases, kernel);
     }
 
     /// <summary>
@@ -55,7 +83,12 @@ public sealed class DirectConvolutionTests
     [TestMethod]
     public void GradientsThroughTheLoopsAreAtensGradients()
     {
-        RequireAvx512();
+        RequireLoops();
+        ForEachKernel(GradientsEqualAtens);
+    }
+
+    static void GradientsEqualAtens(string kernel)
+    {
         manual_seed(8);
         using var scope = NewDisposeScope();
         using var conv = nn.Conv2d(40, 16, 3, padding: 1);
@@ -64,18 +97,23 @@ public sealed class DirectConvolutionTests
         var direct = SpatialConvolution.Forward(conv, x);
         var expected = nn.functional.conv2d(x, conv.weight!, conv.bias, padding: new long[] { 1, 1 });
         Assert.IsTrue(direct.allclose(expected, rtol: 1e-5, atol: 1e-5));
-        GradientAssert.Same([direct], [expected], [x, conv.weight!, conv.bias!], ["input", "weight", "bias"], 1e-4, 1e-4, "direct loops");
+        GradientAssert.Same([direct], [expected], [x, conv.weight!, conv.bias!], ["input", "weight", "bias"], 1e-4, 1e-4, $"{kernel} loops");
     }
 
     /// <summary>
     /// Which convolutions the loops take: stride-1, ungrouped, zero-padded float32 ones whose output rows fill whole
-    /// vectors (16, 32 or a multiple of 64 pixels); with gradients only those tap products compute (their gradients are
-    /// used), without autograd any. Elsewhere the formulations of before.
+    /// vectors (AVX-512: 16, 32 or a multiple of 64 pixels; AVX2: 8 or a multiple of 16); with gradients only those tap
+    /// products compute (their gradients are used), without autograd any. Elsewhere the formulations of before.
     /// </summary>
     [TestMethod]
     public void TheLoopsTakeStrideOneConvolutionsWithFullVectorsAndTapProductGradients()
     {
-        RequireAvx512();
+        RequireLoops();
+        ForEachKernel(Choice);
+    }
+
+    static void Choice(string kernel)
+    {
         using var scope = NewDisposeScope();
         using var encoder = nn.Conv2d(64, 25, 3, padding: 1);
         using var wider = nn.Conv2d(64, 40, 3, padding: 1);
@@ -91,10 +129,11 @@ public sealed class DirectConvolutionTests
         {
             foreach (var conv in new[] { strided, grouped, reflecting })
                 Assert.AreNotEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(conv, x));
-            foreach (long width in new long[] { 32, 64, 192 })
-                Assert.AreEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(encoder, randn(1, 64, 5, width)), $"rows of {width}");
-            foreach (long width in new long[] { 6, 24, 48, 80 })
-                Assert.AreNotEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(encoder, randn(1, 64, 16, width)), $"rows of {width}");
+            long[] full = kernel == "AVX2" ? [8, 16, 48, 80, 192] : [16, 32, 64, 192], partial = kernel == "AVX2" ? [6, 12, 24, 40] : [6, 8, 24, 48, 80];
+            foreach (long width in full)
+                Assert.AreEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(encoder, randn(1, 64, 5, width)), $"{kernel}: rows of {width}");
+            foreach (long width in partial)
+                Assert.AreNotEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(encoder, randn(1, 64, 16, width)), $"{kernel}: rows of {width}");
             Assert.AreNotEqual(SpatialConvolution.Formulation.Direct, SpatialConvolution.Choose(encoder, randn(1, 64, 16, 16, dtype: float64)), "float64");
         }
         DirectConvolution.OffForBenchmark = true;
