@@ -216,13 +216,14 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
     {
         var o = _options;
         int groups = dysampler is null ? 1 : o.FeatureResampleGroup;
-        if (mixing is not null && groups % o.UpGroup == 0 && AllGroupsAtOnceForBenchmark)
+        bool mixFirst = mixing is not null && groups % o.UpGroup == 0;
+        if (mixFirst && AllGroupsAtOnceForBenchmark)
         {
-            var mixed = cat(Enumerable.Range(0, groups).Select(g => GroupMixed(lr, mixing, g, groups)).ToArray(), 1);
+            var mixed = cat(Enumerable.Range(0, groups).Select(g => GroupMixed(lr, mixing!, g, groups)).ToArray(), 1);
             var sampled = dysampler is null ? Upsample(mixed, maskLr) : dysampler.call(compressedHr, compressedLr, Upsample(mixed, maskLr));
-            return sampled.view(sampled.shape[0], groups, mixing.shape[0], sampled.shape[2], sampled.shape[3]).sum(1);
+            return sampled.view(sampled.shape[0], groups, mixing!.shape[0], sampled.shape[2], sampled.shape[3]).sum(1);
         }
-        if (mixing is not null && groups % o.UpGroup == 0)
+        if (mixFirst)
         {
             var grid = dysampler?.Grid(compressedHr, compressedLr);
             Tensor? sum = null;
@@ -230,7 +231,7 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
             {
                 // Each group's maps are freed before the next group's are made (autograd keeps what its backward needs).
                 using var groupScope = NewDisposeScope();
-                var upsampled = Upsample(GroupMixed(lr, mixing, g, groups), UpGroupKernels(maskLr, g / (groups / o.UpGroup)));
+                var upsampled = Upsample(GroupMixed(lr, mixing!, g, groups), UpGroupKernels(maskLr, g / (groups / o.UpGroup)));
                 var resampled = dysampler is null ? upsampled : dysampler.SampleGroup(upsampled, grid!, g);
                 if (sum is null)
                     sum = resampled.MoveToOuterDisposeScope();

@@ -46,12 +46,11 @@ internal static class Carafe
     /// </summary>
     public static Tensor HighPass(Tensor x, Tensor kernels, int kernelSize, float residual, CarafePadding padding)
     {
+        if (!(residual > 0))
+            throw new ArgumentOutOfRangeException(nameof(residual), residual, "The high-pass filter's residual factor is positive (1, or 2 with hr_residual).");
         var (b, c, h, w, groups) = CheckShapes(x, kernels, kernelSize, 1, padding);
-        if (residual == 0 || HighPassAfterForBenchmark)
-        {
-            var lowPass = Lean(x, kernels, kernelSize, 1, padding);
-            return residual == 0 ? lowPass.neg() : residual * x - lowPass;
-        }
+        if (HighPassAfterForBenchmark)
+            return residual * x - Lean(x, kernels, kernelSize, 1, padding);
         var geometry = new Geometry(b, c, h, w, groups, kernelSize, 1, padding, GemmBlockBytes, residual);
         return OperatorProfile.Section("CARAFE ×1", x, kernels, (features, weights) => LeanFunction.apply(features, weights, geometry));
     }

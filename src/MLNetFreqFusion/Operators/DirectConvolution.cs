@@ -16,7 +16,7 @@ namespace MLNetFreqFusion.Operators;
 /// Nothing the size of the output times k² is written: tap products write k²·out planes and sum them, ATen's
 /// im2col writes in·k² columns; both are memory passes on maps too small to keep a matrix product busy. FreqFusion's
 /// kernel encoders and offset convolutions at the module's small stages map 32–104 channels to 9–64 on 16²–64² maps,
-/// where these loops ran 1.5–2.4 times faster than tap products (docs/benchmarks.md §23).
+/// where these loops ran 1.4–2.0 times faster than tap products or ATen (docs/benchmarks.md §23).
 /// The forward only: the gradients are tap products' (<see cref="TapConvolution.Gradients"/>), so in training the loops
 /// take only the convolutions tap products would; without autograd every convolution that fits.
 /// Each output is the same sum of products, added in another order (input channel, then tap).
@@ -28,7 +28,7 @@ internal static unsafe class DirectConvolution
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-direct-convolutions</c> and by tests only: tap products, bands or ATen instead.</summary>
     internal static bool OffForBenchmark { get; set; }
 
-    /// <summary>Set by tests and the benchmarks only: the AVX2 loops on an AVX-512 host, as an AVX2 host runs them.</summary>
+    /// <summary>Set by tests only: the AVX2 loops on an AVX-512 host, as an AVX2 host runs them.</summary>
     internal static bool Avx2ForTests { get; set; }
 
     /// <summary>
@@ -47,31 +47,27 @@ internal static unsafe class DirectConvolution
 
     /// <summary>
     /// Whether the loops compute <paramref name="conv"/> (to <paramref name="outputs"/> channels) on <paramref name="x"/>:
-    /// AVX-512, or AVX2 with FMA (elsewhere tap products, bands or ATen compute it as before), a float32 CPU input, a spatial stride-1 ungrouped convolution with
-    /// explicit zero padding, output rows that fill whole vectors (<see cref="Layout"/>), and, where autograd will want
+    /// AVX-512, or AVX2 with FMA (elsewhere tap products, bands or ATen compute it as before), float32, the stride-1
+    /// geometry tap products take (<see cref="TapConvolution.IsStrideOneSpatial"/>), output rows that fill whole vectors
+    /// (<see cref="Layout"/>), and, where autograd will want
     /// gradients, a convolution tap products compute (their gradients are the ones used).
     /// </summary>
     public static bool Fits(Conv2d conv, long outputs, Tensor x)
     {
-        if (OffForBenchmark || Kernel.OfHost is not Kernel kernel || conv.weight is null || x.dim() != 4
-            || x.dtype != ScalarType.Float32 || conv.weight.dtype != ScalarType.Float32 || x.device_type != DeviceType.CPU
-            || conv.groups != 1 || conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 }
-            || conv.stride[0] != 1 || conv.stride[1] != 1 || conv.kernel_size[0] * conv.kernel_size[1] == 1 || x.shape[1] != conv.weight.shape[1])
+        if (OffForBenchmark || Kernel.OfHost is not Kernel kernel || x.dtype != ScalarType.Float32 || !TapConvolution.IsStrideOneSpatial(conv, x)
+            || Layout.Of(TapConvolution.OutputSize(conv, x).W, kernel) is null)
             return false;
-        long outH = x.shape[2] + 2 * conv.padding[0] - conv.dilation[0] * (conv.kernel_size[0] - 1);
-        long outW = x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1);
-        if (outH < 1 || Layout.Of(outW, kernel) is null)
-            return false;
-        bool gradients = is_grad_enabled() && (x.requires_grad || conv.weight.requires_grad || conv.bias is { requires_grad: true });
-        return !gradients || TapConvolution.Fits(conv, outputs, x);
+        return !NeedsGradients(x, conv.weight!, conv.bias) || TapConvolution.Fits(conv, outputs, x);
     }
+
+    static bool NeedsGradients(Tensor x, Tensor weight, Tensor? bias) =>
+        is_grad_enabled() && (x.requires_grad || weight.requires_grad || bias is { requires_grad: true });
 
     /// <summary>A convolution of <paramref name="conv"/>'s geometry with <paramref name="weight"/> and <paramref name="bias"/>; <see cref="Fits"/> must hold.</summary>
     public static Tensor Forward(Conv2d conv, Tensor weight, Tensor? bias, Tensor x)
     {
         var geometry = TapConvolution.GeometryOf(conv);
-        bool gradients = is_grad_enabled() && (x.requires_grad || weight.requires_grad || bias is { requires_grad: true });
-        if (!gradients)
+        if (!NeedsGradients(x, weight, bias))
             return Compute(x, weight, bias, geometry);
         return bias is null ? DirectFunction.apply(x, weight, geometry) : DirectFunction.apply(x, weight, geometry, bias);
     }

@@ -31,17 +31,27 @@ internal static class TapConvolution
     /// <summary><see cref="Fits(Conv2d, Tensor)"/> for <paramref name="conv"/>'s geometry with <paramref name="outputs"/> output channels.</summary>
     internal static bool Fits(Conv2d conv, long outputs, Tensor x)
     {
-        if (x.dim() != 4 || conv.weight is null || conv.groups != 1 || conv.padding_type is not null
-            || x.dtype is not (ScalarType.Float32 or ScalarType.Float64) || x.dtype != conv.weight.dtype || x.device_type != DeviceType.CPU
-            || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 })
-            return false;
-        long kh = conv.kernel_size[0], kw = conv.kernel_size[1];
-        if (kh * kw == 1 || conv.stride[0] != 1 || conv.stride[1] != 1 || x.shape[1] != conv.weight.shape[1])
+        if (!IsStrideOneSpatial(conv, x) || x.dtype is not (ScalarType.Float32 or ScalarType.Float64))
             return false;
         var (outH, outW) = OutputSize(conv, x);
-        long inputs = conv.weight.shape[1], columnBytes = x.shape[0] * inputs * kh * kw * outH * outW * x.element_size();
-        return outH >= 1 && outW >= 1
-            && (2 * outputs <= inputs || (!WideOutputsOffForBenchmark && outputs <= inputs && columnBytes >= WideOutputColumnBytes));
+        long inputs = conv.weight!.shape[1], columnBytes = x.shape[0] * inputs * conv.kernel_size[0] * conv.kernel_size[1] * outH * outW * x.element_size();
+        return 2 * outputs <= inputs || (!WideOutputsOffForBenchmark && outputs <= inputs && columnBytes >= WideOutputColumnBytes);
+    }
+
+    /// <summary>
+    /// The geometry stride-1 formulations (tap products, <see cref="DirectConvolution"/>) compute: a spatial kernel,
+    /// stride 1, ungrouped, explicit zero padding, input and weight of one dtype on the CPU, and a non-empty output.
+    /// </summary>
+    internal static bool IsStrideOneSpatial(Conv2d conv, Tensor x)
+    {
+        if (x.dim() != 4 || conv.weight is null || conv.groups != 1 || conv.padding_type is not null
+            || x.dtype != conv.weight.dtype || x.device_type != DeviceType.CPU
+            || conv.padding_mode != PaddingModes.Zeros || conv.padding is not { Length: 2 })
+            return false;
+        if (conv.kernel_size[0] * conv.kernel_size[1] == 1 || conv.stride[0] != 1 || conv.stride[1] != 1 || x.shape[1] != conv.weight.shape[1])
+            return false;
+        var (outH, outW) = OutputSize(conv, x);
+        return outH >= 1 && outW >= 1;
     }
 
     /// <summary>Set by the benchmarks' <c>profile ab --experiment no-wide-tap-outputs</c> only: tap products for at most half as many outputs as inputs, as before §20.</summary>
@@ -62,7 +72,7 @@ internal static class TapConvolution
             : TapFunction.apply(x, weight, geometry, bias);
     }
 
-    static (long H, long W) OutputSize(Conv2d conv, Tensor x) => (
+    internal static (long H, long W) OutputSize(Conv2d conv, Tensor x) => (
         x.shape[2] + 2 * conv.padding![0] - conv.dilation[0] * (conv.kernel_size[0] - 1),
         x.shape[3] + 2 * conv.padding[1] - conv.dilation[1] * (conv.kernel_size[1] - 1));
 

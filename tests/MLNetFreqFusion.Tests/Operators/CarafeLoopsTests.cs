@@ -93,6 +93,8 @@ public sealed class CarafeLoopsTests
             cases++;
         }
         Assert.AreEqual(24, cases);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Carafe.HighPass(randn(1, 2, 8, 8), rand(1, 9, 8, 8), 3, 0, CarafePadding.Zeros));
+        StringAssert.Contains(error.Message, "residual factor is positive");
     }
 
     /// <summary>The loops' pieces alone, so a wrong one fails here even if the dispatch in <see cref="Carafe"/> stopped reaching it.</summary>
