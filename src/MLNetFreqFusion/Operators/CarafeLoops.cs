@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 namespace MLNetFreqFusion.Operators;
 
 /// <summary>
-/// CARAFE ×1 and ×2, forward and both gradients, as AVX2/FMA loops over libtorch's memory. Every output is a sum of
+/// CARAFE ×1 and ×2, forward and both gradients, as AVX2/FMA loops over libtorch's memory (the ×2 forward in
+/// AVX-512 on hosts that have it, <see cref="UpsamplingRowsOf4"/>). Every output is a sum of
 /// k² products (k² per phase when up-sampling); as ATen operations that was k² passes over the whole map at ×1 and
 /// gathered windows in batched matrix products of 4 × 25 at ×2, together a fifth of the concat head's training step
 /// (docs/benchmarks.md §14). The loops compute each output vector in registers in one pass: four channels (×1) or
@@ -210,13 +211,21 @@ internal static unsafe class CarafeLoops
     static void UpsamplingRows(float* weights, float* source, float* output, Dims d, TapLayout layout, int b, int y0, int y1)
     {
         int perGroup = d.ChannelsPerGroup;
+        bool wide = UpsamplesInAvx512(d.W);
         for (int group = 0; group < d.G; group++)
         {
             float* groupWeights = weights + b * layout.Image + group * layout.Group;
-            int end = (group + 1) * perGroup;
+            int c = group * perGroup, end = (group + 1) * perGroup;
+            if (wide)
+            {
+                // A channel block's rows keep its source rows in L1 while the weights stream from L2; a pixel block's
+                // channels the other way round measured 5–10 % slower.
+                for (; c + 4 <= end; c += 4)
+                    UpsamplingRowsOf4(groupWeights, source + ((long)b * d.C + c) * d.SourcePlane, output + ((long)b * d.C + c) * 4 * d.Plane, d, layout, y0, y1);
+            }
             // The four phases read the same windows, so two channels' phases are summed together; an odd last channel
             // goes in both places and is stored once.
-            for (int c = group * perGroup; c < end; c += 2)
+            for (; c < end; c += 2)
             {
                 float* first = source + ((long)b * d.C + c) * d.SourcePlane;
                 float* second = c + 1 < end ? first + d.SourcePlane : first;
@@ -358,6 +367,91 @@ internal static unsafe class CarafeLoops
                 }
             }
         }
+    }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-avx512-carafe</c> (and by tests): the ×2 forward in AVX2 pairs of channels only.</summary>
+    internal static bool Avx512UpsamplingOffForBenchmark { get; set; }
+
+    /// <summary>
+    /// Whether the ×2 forward takes four channels at a time in AVX-512 vectors of 16 pixels: on AVX-512 hosts, for
+    /// source rows of whole vectors (the concat head's maps at 512² images, 16–64 pixels wide); rows of other widths
+    /// would compute part of their last vector twice, so they stay on the AVX2 pairs.
+    /// </summary>
+    static bool UpsamplesInAvx512(int width) => !Avx512UpsamplingOffForBenchmark && Avx512F.IsSupported && width % WideLanes == 0;
+
+    const int WideLanes = 16;
+
+    /// <summary>
+    /// The ×2 forward for four channels in AVX-512: 16 accumulators (four channels' four phases over 16 pixels), so each
+    /// tap's four weight vectors serve four channels instead of two — half the weight loads a product of the AVX2 pairs,
+    /// whose eight accumulators are all AVX2's sixteen registers allow beside the loads. Each output is the same sum in
+    /// the same order as there.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void UpsamplingRowsOf4(float* weights, float* source, float* output, Dims d, TapLayout layout, int y0, int y1)
+    {
+        int k = d.K;
+        long sp = d.SourcePlane, oc = 4 * d.Plane, tap = layout.Tap, wp = layout.Phase, row = 2L * d.W;
+        var firstHalf = Vector512.Create(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        var secondHalf = Vector512.Create(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        for (int y = y0; y < y1; y++)
+        {
+            for (int x = 0; x < d.W; x += WideLanes)
+            {
+                Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                Vector512<float> c0 = a0, c1 = a0, c2 = a0, c3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+                for (int i = 0; i < k; i++)
+                {
+                    float* weightRow = weights + i * k * tap + y * layout.Row + x;
+                    float* sourceRow = source + (long)(y + i) * d.SourceW + x;
+                    for (int j = 0; j < k; j++)
+                    {
+                        float* at = weightRow + j * tap;
+                        var w0 = Avx512F.LoadVector512(at);
+                        var w1 = Avx512F.LoadVector512(at + wp);
+                        var w2 = Avx512F.LoadVector512(at + 2 * wp);
+                        var w3 = Avx512F.LoadVector512(at + 3 * wp);
+                        var s = Avx512F.LoadVector512(sourceRow + j);
+                        a0 = Avx512F.FusedMultiplyAdd(w0, s, a0);
+                        a1 = Avx512F.FusedMultiplyAdd(w1, s, a1);
+                        a2 = Avx512F.FusedMultiplyAdd(w2, s, a2);
+                        a3 = Avx512F.FusedMultiplyAdd(w3, s, a3);
+                        s = Avx512F.LoadVector512(sourceRow + sp + j);
+                        b0 = Avx512F.FusedMultiplyAdd(w0, s, b0);
+                        b1 = Avx512F.FusedMultiplyAdd(w1, s, b1);
+                        b2 = Avx512F.FusedMultiplyAdd(w2, s, b2);
+                        b3 = Avx512F.FusedMultiplyAdd(w3, s, b3);
+                        s = Avx512F.LoadVector512(sourceRow + 2 * sp + j);
+                        c0 = Avx512F.FusedMultiplyAdd(w0, s, c0);
+                        c1 = Avx512F.FusedMultiplyAdd(w1, s, c1);
+                        c2 = Avx512F.FusedMultiplyAdd(w2, s, c2);
+                        c3 = Avx512F.FusedMultiplyAdd(w3, s, c3);
+                        s = Avx512F.LoadVector512(sourceRow + 3 * sp + j);
+                        e0 = Avx512F.FusedMultiplyAdd(w0, s, e0);
+                        e1 = Avx512F.FusedMultiplyAdd(w1, s, e1);
+                        e2 = Avx512F.FusedMultiplyAdd(w2, s, e2);
+                        e3 = Avx512F.FusedMultiplyAdd(w3, s, e3);
+                    }
+                }
+                float* to = output + 2L * y * row + 2 * x;
+                StoreInterleaved(to, a0, a1, firstHalf, secondHalf);
+                StoreInterleaved(to + row, a2, a3, firstHalf, secondHalf);
+                StoreInterleaved(to + oc, b0, b1, firstHalf, secondHalf);
+                StoreInterleaved(to + oc + row, b2, b3, firstHalf, secondHalf);
+                StoreInterleaved(to + 2 * oc, c0, c1, firstHalf, secondHalf);
+                StoreInterleaved(to + 2 * oc + row, c2, c3, firstHalf, secondHalf);
+                StoreInterleaved(to + 3 * oc, e0, e1, firstHalf, secondHalf);
+                StoreInterleaved(to + 3 * oc + row, e2, e3, firstHalf, secondHalf);
+            }
+        }
+    }
+
+    /// <summary>Stores [e0, o0, e1, o1, …, e15, o15] from 16 even and 16 odd columns, through two two-source permutations.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void StoreInterleaved(float* to, Vector512<float> even, Vector512<float> odd, Vector512<int> firstHalf, Vector512<int> secondHalf)
+    {
+        Avx512F.Store(to, Avx512F.PermuteVar16x32x2(even, firstHalf, odd));
+        Avx512F.Store(to + WideLanes, Avx512F.PermuteVar16x32x2(even, secondHalf, odd));
     }
 
     /// <summary>Stores [e0, o0, e1, o1, …, e7, o7]: an output row's even and odd columns.</summary>

@@ -246,6 +246,43 @@ public sealed class CarafeLoopsTests
         Assert.IsTrue(gradient.eq(rimmedGradient).all().item<bool>(), "the unrimmed gradient differs from the rimmed one");
     }
 
+    /// <summary>
+    /// On AVX-512 hosts the ×2 forward takes rows of whole 16-pixel vectors four channels at a time: against the unfold
+    /// formulation in float64, and bit for bit against the AVX2 pairs of channels it replaces (the same sums in the same
+    /// order). Rows of one, two and three vectors, channel counts per group that leave pairs and single channels after
+    /// the blocks, one and two kernel groups, both paddings, batches of two and several bands of rows.
+    /// </summary>
+    [TestMethod]
+    [DataRow(5, 1, 9L, 9L, 16L, 0)]
+    [DataRow(5, 2, 12L, 6L, 32L, 1)]
+    [DataRow(3, 2, 14L, 7L, 48L, 0)]
+    public void Avx512UpsamplingBlocksEqualTheAvx2PairsAndUnfold(int k, int groups, long perGroup, long h, long w, int reflect)
+    {
+        if (!Avx512F.IsSupported || !Avx2.IsSupported || !Fma.IsSupported)
+            Assert.Inconclusive("The ×2 forward's AVX-512 blocks run on AVX-512 hosts only.");
+        using var scope = NewDisposeScope();
+        manual_seed(15);
+        const int up = 2;
+        long b = 2, c = groups * perGroup;
+        var padding = reflect == 1 ? CarafePadding.Reflect : CarafePadding.Zeros;
+        var x = randn(new[] { b, c, h, w });
+        var kernels = rand(new[] { b, groups * k * k, up * h, up * w });
+        var output = Carafe.Lean(x, kernels, k, up, padding);
+        Tensor pairs;
+        CarafeLoops.Avx512UpsamplingOffForBenchmark = true;
+        try
+        {
+            pairs = Carafe.Lean(x, kernels, k, up, padding);
+        }
+        finally
+        {
+            CarafeLoops.Avx512UpsamplingOffForBenchmark = false;
+        }
+        string what = $"k={k} groups={groups} [{b}, {c}, {h}, {w}] {padding}";
+        AssertClose(Carafe.Unfold(x.to(float64), kernels.to(float64), k, up, padding), output, $"{what}: forward");
+        Assert.IsTrue(pairs.eq(output).all().item<bool>(), $"{what}: the AVX-512 blocks differ from the AVX2 pairs");
+    }
+
     [TestMethod]
     public void FitsFloat32CpuMapsAtLeastOneVectorWide()
     {
