@@ -13,7 +13,8 @@ namespace MLNetFreqFusion.Tests.Operators;
 public sealed class LocalSimilarityLoopsTests
 {
     /// <summary>
-    /// Widths of one vector and of whole and partial vectors beyond it (the overlapping last vector), heights below
+    /// Widths of one vector and of whole and partial vectors beyond it (the overlapping last vector), rows longer than
+    /// one chunk of the normalisation's sums, heights below
     /// and above the window's reach and across several bands of 4 rows, dilations 1–3, one and two threads, a
     /// non-contiguous input, an all-zero pixel and one whose norm is below ε (the clamped norm, whose gradient has no
     /// projection term).
@@ -25,6 +26,7 @@ public sealed class LocalSimilarityLoopsTests
     [DataRow(3, 4, 1, 9, 2, 2, false, DisplayName = "one row, smaller than the reach")]
     [DataRow(1, 1, 5, 16, 1, 2, false, DisplayName = "one channel, dilation 1")]
     [DataRow(2, 7, 9, 10, 3, 1, true, DisplayName = "dilation 3")]
+    [DataRow(1, 3, 5, 300, 2, 2, false, DisplayName = "300 wide: the norms in two chunks of a row, a partial last vector")]
     public void LoopsEqualTheAutogradFormulationInFloat64(int b, int c, int h, int w, int dilation, int threads, bool strided)
     {
         using var scope = NewDisposeScope();
