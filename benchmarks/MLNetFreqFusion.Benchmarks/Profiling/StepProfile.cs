@@ -334,6 +334,8 @@ static class StepProfile
         ["high-pass-after"] = on => Carafe.HighPassAfterForBenchmark = on,
         // B = CARAFE ×2's forward in AVX2 pairs of channels only, instead of AVX-512 blocks of four on rows of whole 16-pixel vectors (§24).
         ["no-avx512-carafe"] = on => CarafeLoops.Avx512UpsamplingOffForBenchmark = on,
+        // B = local similarity's channel norms summed pixel by pixel across the planes instead of plane by plane over a row (§24).
+        ["pixel-major-similarity-norms"] = on => LocalSimilarityLoops.PixelMajorNormsForBenchmark = on,
         // B = the lr mixing's groups up-sampled and resampled as one map of all their channels, then summed (§23).
         ["all-groups-at-once"] = on => Fusion.FreqFusion.AllGroupsAtOnceForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.

@@ -46,7 +46,10 @@ internal static unsafe class LocalSimilarityLoops
         var padded = zeros(new[] { d.B, d.C, d.H + 2L * dilation, d.W + 2L * dilation }, dtype: ScalarType.Float32);
         var norms = empty(new[] { d.B, 1L, d.H, d.W }, dtype: ScalarType.Float32);
         float* s = TensorMemory.Floats(source), u = TensorMemory.Floats(padded), n = TensorMemory.Floats(norms);
-        InTasks(d, (b, y0, y1) => NormalizeRows(s, u, n, d, epsilon, b, y0, y1));
+        if (PixelMajorNormsForBenchmark)
+            InTasks(d, (b, y0, y1) => PixelMajorNormalizeRows(s, u, n, d, epsilon, b, y0, y1));
+        else
+            InTasks(d, (b, y0, y1) => NormalizeRows(s, u, n, d, epsilon, b, y0, y1));
         return (padded.MoveToOuterDisposeScope(), norms.MoveToOuterDisposeScope());
     }
 
@@ -192,6 +195,36 @@ internal static unsafe class LocalSimilarityLoops
             }
         }
     }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment pixel-major-similarity-norms</c> only: each pixel's norm summed across the planes, as before §24.</summary>
+    internal static bool PixelMajorNormsForBenchmark { get; set; }
+
+    /// <summary>The normalisation before §24, kept for <see cref="PixelMajorNormsForBenchmark"/>: a pixel vector's channels across the planes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        static void PixelMajorNormalizeRows(float* source, float* padded, float* norms, Dims d, float epsilon, int b, int y0, int y1)
+    {
+        var floor = Vector256.Create(epsilon);
+        for (int y = y0; y < y1; y++)
+        {
+            for (int x0 = 0; x0 < d.W; x0 += Lanes)
+            {
+                int x = VectorStart(x0, d.W);
+                float* s = source + (long)b * d.C * d.Plane + (long)y * d.W + x;
+                var squares = Vector256<float>.Zero;
+                for (int c = 0; c < d.C; c++)
+                {
+                    var v = Avx.LoadVector256(s + c * d.Plane);
+                    squares = Fma.MultiplyAdd(v, v, squares);
+                }
+                var norm = Avx.Max(Avx.Sqrt(squares), floor);
+                Avx.Store(norms + (long)b * d.Plane + (long)y * d.W + x, norm);
+                float* u = padded + (long)b * d.C * d.PaddedPlane + (long)(y + d.Dilation) * d.PaddedW + x + d.Dilation;
+                for (int c = 0; c < d.C; c++)
+                    Avx.Store(u + c * d.PaddedPlane, Avx.Divide(Avx.LoadVector256(s + c * d.Plane), norm));
+            }
+        }
+    }
+
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void GradientRows(float* padded, float* norms, float* weights, float* output, Dims d, float epsilon, int b, int y0, int y1)
