@@ -226,19 +226,30 @@ public sealed class FreqFusion : nn.Module<Tensor, Tensor, (Tensor MaskLr, Tenso
         if (mixFirst)
         {
             var grid = dysampler?.Grid(compressedHr, compressedLr);
-            Tensor? sum = null;
+            Tensor? first = null, sum = null;
             for (int g = 0; g < groups; g++)
             {
                 // Each group's maps are freed before the next group's are made (autograd keeps what its backward needs).
                 using var groupScope = NewDisposeScope();
                 var upsampled = Upsample(GroupMixed(lr, mixing!, g, groups), UpGroupKernels(maskLr, g / (groups / o.UpGroup)));
                 var resampled = dysampler is null ? upsampled : dysampler.SampleGroup(upsampled, grid!, g);
-                if (sum is null)
-                    sum = resampled.MoveToOuterDisposeScope();
+                // The sum starts as a tensor of its own: an operator's output may be a view (the benchmarks' profiler
+                // returns each through an identity node), which autograd does not let change in place.
+                if (first is null)
+                {
+                    first = resampled.MoveToOuterDisposeScope();
+                }
+                else if (sum is null)
+                {
+                    sum = (first + resampled).MoveToOuterDisposeScope();
+                    first.Dispose();
+                }
                 else
+                {
                     sum.add_(resampled);
+                }
             }
-            return sum!;
+            return sum ?? first!;
         }
         var lrOut = Upsample(lr, maskLr);
         if (dysampler is not null)

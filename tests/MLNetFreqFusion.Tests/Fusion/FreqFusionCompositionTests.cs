@@ -122,4 +122,63 @@ public sealed class FreqFusionCompositionTests
         var names = Enumerable.Range(0, features.Length).Select(i => $"feature {i}").Concat(head.named_parameters().Select(p => p.name)).ToArray();
         GradientAssert.Same([output], [expected], inputs, names, rtol: 1e-8, atol: 1e-9, $"training={training}");
     }
+
+    /// <summary>
+    /// The benchmarks' profiler returns each timed operator's output through an identity autograd node, as a view of it,
+    /// and autograd refuses to change such a view in place: the concat head's sum over the resampling groups must start
+    /// as a tensor of its own, so a training step runs with such a recorder installed and gives the gradients it gives
+    /// without one.
+    /// </summary>
+    [TestMethod]
+    public void TheConcatHeadTrainsWhenEveryOperatorOutputIsAView()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(26);
+        int[] stages = [4, 8, 16, 32];
+        using var head = new FreqFusionHead(stages, channels: 16, numberOfClasses: 3, dropoutRatio: 0, compressRatio: 8);
+        head.train();
+        var features = stages.Select((c, i) => randn(new long[] { 2, c, 32 >> i, 32 >> i })).ToArray();
+        Tensor[] Gradients(IOperatorRecorder? recorder)
+        {
+            head.zero_grad();
+            OperatorProfile.Recorder = recorder;
+            try
+            {
+                head.ForwardFeatures(features).square().sum().backward();
+            }
+            finally
+            {
+                OperatorProfile.Recorder = null;
+            }
+            // The classifier is not in ForwardFeatures' graph: no gradient, either way.
+            return head.parameters().Select(p => p.grad?.clone() ?? zeros(0)).ToArray();
+        }
+        var expected = Gradients(null);
+        var views = new OutputsAsViews();
+        var actual = Gradients(views);
+        Assert.IsTrue(views.Sections.Contains("grid_sample"), "the recorder saw the resampling");
+        Assert.IsTrue(expected.Count(g => g.numel() > 0) > 20, "the head's parameters have gradients");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.IsTrue(actual[i].shape.SequenceEqual(expected[i].shape) && actual[i].allclose(expected[i], rtol: 1e-5, atol: 1e-7), $"gradient {i}");
+    }
+
+    /// <summary>Returns every section's output through an identity function, as the benchmarks' profiler does.</summary>
+    sealed class OutputsAsViews : IOperatorRecorder
+    {
+        public HashSet<string> Sections { get; } = [];
+        public int Begin(string section)
+        {
+            Sections.Add(section);
+            return 0;
+        }
+        public Tensor Input(int id, Tensor input) => input;
+        public Tensor End(int id, Tensor output) => output.requires_grad ? Identity.apply(output) : output;
+    }
+
+    sealed class Identity : autograd.SingleTensorFunction<Identity>
+    {
+        public override string Name => "Identity";
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars) => ((Tensor)vars[0]).alias();
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput) => [gradOutput];
+    }
 }
