@@ -336,6 +336,8 @@ static class StepProfile
         ["no-avx512-carafe"] = on => CarafeLoops.Avx512UpsamplingOffForBenchmark = on,
         // B = local similarity's channel norms summed pixel by pixel across the planes instead of plane by plane over a row (§24).
         ["pixel-major-similarity-norms"] = on => LocalSimilarityLoops.PixelMajorNormsForBenchmark = on,
+        // B = predictions build the offset generator's grid from ATen operations instead of one pass (§24).
+        ["no-position-loop"] = on => Fusion.LocalSimGuidedSampler.PositionLoopOffForBenchmark = on,
         // B = the lr mixing's groups up-sampled and resampled as one map of all their channels, then summed (§23).
         ["all-groups-at-once"] = on => Fusion.FreqFusion.AllGroupsAtOnceForBenchmark = on,
         // B = each convolution of a shared input on its own instead of one convolution to all their channels.

@@ -84,21 +84,76 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
         var lr = norm_lr is null ? lrX : norm_lr.call(lrX);
         var hrSim = LocalSimilarity.Cosine(hr, SimilarityWindow, SimilarityDilation);
         var lrSim = LocalSimilarity.Cosine(lr, SimilarityWindow, SimilarityDilation);
-        Tensor direction, scope;
+        Tensor lrDirection, hrDirection, lrScope, hrScope;
         if (_directionFeat == DirectionFeat.Sim)
         {
-            direction = SpatialConvolution.Forward(offset, lrSim) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_offset, hrSim), Scale);
-            scope = SpatialConvolution.Forward(direct_scale, lr) + nn.functional.pixel_unshuffle(SpatialConvolution.Forward(hr_direct_scale, hr), Scale);
+            (lrDirection, hrDirection) = (SpatialConvolution.Forward(offset, lrSim), SpatialConvolution.Forward(hr_offset, hrSim));
+            (lrScope, hrScope) = (SpatialConvolution.Forward(direct_scale, lr), SpatialConvolution.Forward(hr_direct_scale, hr));
         }
         else
         {
             // Offsets and scopes read the same features here, so each resolution's pair is one convolution.
             var fromLr = SpatialConvolution.Forward([offset, direct_scale], cat(new[] { lr, lrSim }, 1));
             var fromHr = SpatialConvolution.Forward([hr_offset, hr_direct_scale], cat(new[] { hr, hrSim }, 1));
-            direction = fromLr[0] + nn.functional.pixel_unshuffle(fromHr[0], Scale);
-            scope = fromLr[1] + nn.functional.pixel_unshuffle(fromHr[1], Scale);
+            (lrDirection, lrScope, hrDirection, hrScope) = (fromLr[0], fromLr[1], fromHr[0], fromHr[1]);
         }
+        var maps = new[] { lrDirection, hrDirection, lrScope, hrScope };
+        if (!(is_grad_enabled() && maps.Any(map => map.requires_grad)) && PositionLoopFits(maps))
+            return PositionsInOnePass(lrDirection, hrDirection, lrScope, hrScope);
+        var direction = lrDirection + nn.functional.pixel_unshuffle(hrDirection, Scale);
+        var scope = lrScope + nn.functional.pixel_unshuffle(hrScope, Scale);
         return PositionsOf(direction * scope.sigmoid() + init_pos);
+    }
+
+    /// <summary>Set by the benchmarks' <c>profile ab --experiment no-position-loop</c> (and by tests) only: predictions build the grid from ATen operations too.</summary>
+    internal static bool PositionLoopOffForBenchmark { get; set; }
+
+    static bool PositionLoopFits(Tensor[] maps) =>
+        !PositionLoopOffForBenchmark && maps.All(map => map.dtype == ScalarType.Float32 && map.device_type == DeviceType.CPU && map.dim() == 4);
+
+    /// <summary>
+    /// <see cref="PositionsOf"/>(direction · σ(scope) + init_pos), the directions and scopes each the lr map plus the
+    /// pixel-unshuffled hr map, in one pass from the four convolutions' outputs: what the two additions, the
+    /// unshuffles, the sigmoid, the product, the sum and <see cref="PositionsOf"/>'s dozen operations computed, about
+    /// 0.2 ms of a 0.7 ms grid at the stage (docs/benchmarks.md §24), without a map in between. Predictions only:
+    /// training takes those operations, whose gradients autograd knows. Element (b·G + g, 2y + u, 2x + v, axis) reads
+    /// lr channel ((axis·G + g)·2 + u)·2 + v at (y, x) and hr channel axis·G + g at (2y + u, 2x + v); the sigmoid's
+    /// exponential is .NET's, not ATen's, so positions may differ from the operations' by float32 rounding.
+    /// </summary>
+    unsafe Tensor PositionsInOnePass(Tensor lrDirection, Tensor hrDirection, Tensor lrScope, Tensor hrScope)
+    {
+        using var scope = NewDisposeScope();
+        var (ld, hd, ls, hs) = (lrDirection.contiguous(), hrDirection.contiguous(), lrScope.contiguous(), hrScope.contiguous());
+        var initial = init_pos.to(ScalarType.Float32).contiguous();
+        int b = (int)ld.shape[0], groups = _groups, h = (int)ld.shape[2], w = (int)ld.shape[3];
+        var grid = empty(new long[] { b * groups, Scale * h, Scale * w, 2 }, dtype: ScalarType.Float32);
+        float* lrD = Native.TensorMemory.Floats(ld), hrD = Native.TensorMemory.Floats(hd), lrS = Native.TensorMemory.Floats(ls), hrS = Native.TensorMemory.Floats(hs);
+        float* init = Native.TensorMemory.Floats(initial), target = Native.TensorMemory.Floats(grid);
+        long lrPlane = (long)h * w, hrPlane = 4L * h * w;
+        int rows = Scale * h;
+        Native.OpenMpTeam.For(b * groups * rows, get_num_threads(), task =>
+        {
+            int row = task % rows, image = task / rows / groups, g = task / rows % groups;
+            int y = row / Scale, u = row % Scale;
+            float* output = target + (long)task * Scale * w * 2;
+            for (int column = 0; column < Scale * w; column++)
+            {
+                int x = column / Scale, v = column % Scale;
+                for (int axis = 0; axis < 2; axis++)
+                {
+                    int lrChannel = ((axis * groups + g) * Scale + u) * Scale + v, hrChannel = axis * groups + g;
+                    long lrAt = ((long)image * 2 * groups * Scale * Scale + lrChannel) * lrPlane + (long)y * w + x;
+                    long hrAt = ((long)image * 2 * groups + hrChannel) * hrPlane + (long)row * Scale * w + column;
+                    float direction = lrD[lrAt] + hrD[hrAt], logit = lrS[lrAt] + hrS[hrAt];
+                    float offset = direction * (1f / (1f + MathF.Exp(-logit))) + init[lrChannel];
+                    float centre = (axis == 0 ? x : y) + 0.5f, size = axis == 0 ? w : h;
+                    float position = 2 * (centre + offset) / size - 1;
+                    // As PositionsOf: NaN to the centre, everything clipped to the image.
+                    output[column * 2 + axis] = float.IsNaN(position) ? 0f : Math.Clamp(position, -1f, 1f);
+                }
+            }
+        });
+        return grid.MoveToOuterDisposeScope();
     }
 
     /// <summary>

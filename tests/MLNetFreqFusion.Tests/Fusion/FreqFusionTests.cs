@@ -211,4 +211,49 @@ public sealed class FreqFusionTests
         var (_, hrOut, _) = module.call(hr, randn(1, 24, 4, 4));
         Assert.IsTrue(hrOut.allclose(hr, rtol: 0, atol: 0));
     }
+
+    /// <summary>
+    /// Predictions build the offset generator's sampling grid in one pass from its four convolutions' outputs; the grid
+    /// must be the one the operations that training uses build (within float32 rounding: the sigmoid's exponential is
+    /// .NET's there), with both direction features, one and four groups, non-square maps, and offsets whose positions
+    /// fall outside the image (clipped) or are NaN (the centre).
+    /// </summary>
+    [TestMethod]
+    [DataRow(4, 1, 6, 10)]
+    [DataRow(1, 0, 5, 3)]
+    [DataRow(4, 0, 8, 8)]
+    public void ThePredictionGridInOnePassIsTheOperationsGrid(int groups, int simConcat, int h, int w)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(27);
+        using var sampler = new LocalSimGuidedSampler(16, groups, 3, norm: true, simConcat == 1 ? DirectionFeat.SimConcat : DirectionFeat.Sim);
+        // Weights large enough that some offsets leave the image.
+        using (no_grad())
+            foreach (var parameter in sampler.parameters())
+                parameter.mul_(40);
+        var hr = randn(2, 16, 2 * h, 2 * w);
+        var lr = randn(2, 16, h, w);
+        lr[1, .., 1, 2] = full(16, float.NaN);
+        Tensor Grid(bool loop)
+        {
+            LocalSimGuidedSampler.PositionLoopOffForBenchmark = !loop;
+            try
+            {
+                using var noGrad = no_grad();
+                return sampler.Grid(hr, lr);
+            }
+            finally
+            {
+                LocalSimGuidedSampler.PositionLoopOffForBenchmark = false;
+            }
+        }
+        var expected = Grid(loop: false);
+        var actual = Grid(loop: true);
+        CollectionAssert.AreEqual(expected.shape, actual.shape);
+        Assert.IsTrue(expected.abs().eq(1).any().item<bool>(), "some positions are clipped to the image's edge");
+        Assert.IsTrue(expected.eq(0).any().item<bool>(), "the NaN pixel's positions are the centre");
+        Assert.IsFalse(actual.isnan().any().item<bool>(), "no NaN position");
+        double worst = (actual - expected).abs().max().item<float>();
+        Assert.IsTrue(worst <= 2e-6, $"the loop's grid differs from the operations' by {worst:G3}");
+    }
 }
