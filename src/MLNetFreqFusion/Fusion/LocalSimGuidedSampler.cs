@@ -115,7 +115,7 @@ internal sealed class LocalSimGuidedSampler : nn.Module<Tensor, Tensor, Tensor, 
     /// <see cref="PositionsOf"/>(direction · σ(scope) + init_pos), the directions and scopes each the lr map plus the
     /// pixel-unshuffled hr map, in one pass from the four convolutions' outputs: what the two additions, the
     /// unshuffles, the sigmoid, the product, the sum and <see cref="PositionsOf"/>'s dozen operations computed, about
-    /// 0.2 ms of a 0.7 ms grid at the stage (docs/benchmarks.md §24), without a map in between. Predictions only:
+    /// 0.2 ms of a 1.0–1.5 ms grid at the stage (docs/benchmarks.md §24), without a map in between. Predictions only:
     /// training takes those operations, whose gradients autograd knows. Element (b·G + g, 2y + u, 2x + v, axis) reads
     /// lr channel ((axis·G + g)·2 + u)·2 + v at (y, x) and hr channel axis·G + g at (2y + u, 2x + v); the sigmoid's
     /// exponential is .NET's, not ATen's, so positions may differ from the operations' by float32 rounding.
